@@ -1,0 +1,32 @@
+"""Error types a user can act on.
+
+Every refusal names the file (or stream) and what is wrong with it, so the CLI can print one line and the
+service can answer with a problem body, without either of them ever showing a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class EchopulseError(Exception):
+    """Base class of the errors echopulse raises on purpose."""
+
+
+class IngestError(EchopulseError):
+    """An input could not be read as an ECG record.
+
+    `source` is the file path (or a stream label), `problem` says what is wrong and `where` points into
+    the file (``"line 14"``, ``"field Sample Rate"``, ``"signal 3"``) when that is known.
+    """
+
+    def __init__(self, source: str | Path, problem: str, where: str | None = None) -> None:
+        self.source = str(source)
+        self.problem = problem
+        self.where = where
+        location = f" ({where})" if where else ""
+        super().__init__(f"{self.source}: {problem}{location}")
+
+
+class PreprocessError(EchopulseError):
+    """A record was read but cannot be turned into beats or windows (too short, no lead usable, ...)."""

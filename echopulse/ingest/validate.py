@@ -1,0 +1,72 @@
+"""The checks every reader runs on what it parsed, so all formats refuse bad values the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from echopulse.errors import IngestError
+from echopulse.ingest import limits
+from echopulse.ingest.record import ECGRecord
+
+
+def check_sample_rate(source: str | Path, fs: float, where: str | None = None) -> float:
+    """Refuse a sample rate outside the limits (zero, negative, NaN, absurd)."""
+    if not np.isfinite(fs) or fs <= 0:
+        raise IngestError(source, f"sample rate {fs!r} Hz is not a positive number", where)
+    if not limits.MIN_FS <= fs <= limits.MAX_FS:
+        raise IngestError(
+            source, f"sample rate {fs:g} Hz is outside {limits.MIN_FS:g}–{limits.MAX_FS:g} Hz", where
+        )
+    return float(fs)
+
+
+def check_duration(source: str | Path, n_samples: int, fs: float) -> None:
+    """Refuse recordings too short to hold a beat or longer than the duration limit."""
+    duration = n_samples / fs
+    if duration > limits.MAX_DURATION_S:
+        raise IngestError(
+            source,
+            f"recording lasts {duration / 3600:.1f} h, over the {limits.MAX_DURATION_S / 3600:g} h limit",
+        )
+    if duration < limits.MIN_DURATION_S:
+        raise IngestError(
+            source, f"recording lasts {duration:.2f} s, shorter than {limits.MIN_DURATION_S:g} s"
+        )
+
+
+def check_file_size(source: str | Path) -> Path:
+    """Refuse a missing path, a directory, or a file over the size limit, before anything reads it."""
+    path = Path(source)
+    if not path.exists():
+        raise IngestError(path, "no such file")
+    if path.is_dir():
+        raise IngestError(path, "is a directory, not an ECG file")
+    size = path.stat().st_size
+    if size == 0:
+        raise IngestError(path, "file is empty")
+    if size > limits.MAX_FILE_BYTES:
+        raise IngestError(path, f"file is {size / 2**20:.0f} MiB, over the {limits.MAX_FILE_BYTES // 2**20} MiB limit")
+    return path
+
+
+def check_record(source: str | Path, record: ECGRecord) -> ECGRecord:
+    """Final gate for every reader: rate, duration, lead count, finite samples, plausible millivolts."""
+    check_sample_rate(source, record.fs)
+    if not 1 <= len(record.leads) <= limits.MAX_LEADS:
+        raise IngestError(source, f"{len(record.leads)} leads, expected 1–{limits.MAX_LEADS}")
+    check_duration(source, record.n_samples, record.fs)
+    finite = np.isfinite(record.signal)
+    if not finite.all():
+        lead, sample = np.argwhere(~finite)[0]
+        raise IngestError(
+            source, "signal holds NaN or infinite values", f"lead {record.leads[lead]}, sample {sample}"
+        )
+    amplitude = float(np.percentile(np.abs(record.signal), 99.9))
+    if amplitude > limits.MAX_ABS_MV:
+        raise IngestError(
+            source,
+            f"amplitudes reach {amplitude:.4g} mV, implausible for an ECG (wrong units?)",
+        )
+    return record
