@@ -25,8 +25,8 @@ class Beat:
     """One detected heartbeat, closed by its R-peak.
 
     `r_peak` is the sample index in the record's own fs; `r_peak_s` the same in seconds from the record's
-    first sample. `rr_s`/`hr_bpm` are None for the first beat. `accepted` is False when the beat's
-    quality is below threshold; `reason` then says why.
+    first sample. `rr_s`/`hr_bpm` measure from the last accepted beat (None before the first one).
+    `accepted` is False when the beat's quality is below threshold; `reason` then says why.
     """
 
     index: int
@@ -120,9 +120,11 @@ class BeatTracker:
         keep = self.buffer_n + self.hop_n
         self._detect_buf = _TrailingBuffer(keep)
         self._quality_buf = self._detect_buf if self._same_filters else _TrailingBuffer(keep)
+        self._raw_buf = _TrailingBuffer(keep)
         self.n_seen = 0
         self._next_hop = self.hop_n
         self._last_peak: int | None = None
+        self._last_accepted_peak: int | None = None
         self._n_beats = 0
         self._finished = False
 
@@ -156,8 +158,8 @@ class BeatTracker:
     def _append(self, x: np.ndarray) -> None:
         if x.size == 0:
             return
-        detect = self._detect_filter(x)
-        self._detect_buf.extend(detect)
+        self._raw_buf.extend(x)
+        self._detect_buf.extend(self._detect_filter(x))
         if not self._same_filters:
             self._quality_buf.extend(self._quality_filter(x))
         self.n_seen += x.size
@@ -166,7 +168,7 @@ class BeatTracker:
         start = max(0, hop - self.buffer_n)
         detect = self._detect_buf.view(start, hop)
         quality_signal = self._quality_buf.view(start, hop)
-        peaks = self._find_peaks(detect, quality_signal)
+        peaks = self._find_peaks(detect, self._raw_buf.view(start, hop))
         lowest = start + self.front_n if start > 0 else 0
         if self._last_peak is not None:
             lowest = max(lowest, self._last_peak + self.refractory_n + 1)
@@ -180,18 +182,21 @@ class BeatTracker:
             beats.append(self._make_beat(int(peak), q, reason))
         return beats
 
-    def _find_peaks(self, detect: np.ndarray, quality_signal: np.ndarray) -> np.ndarray:
+    def _find_peaks(self, detect: np.ndarray, raw: np.ndarray) -> np.ndarray:
         if detect.size < round(0.5 * self.fs):
             return np.empty(0, dtype=np.int64)
         found = nk.ecg_findpeaks(detect, sampling_rate=self.fs, method=self.settings.method)
         peaks = np.asarray(found["ECG_R_Peaks"], dtype=np.int64)
-        peaks = np.unique(_refine(quality_signal, peaks[(peaks >= 0) & (peaks < detect.size)], self.refine_span))
+        peaks = np.unique(_refine(raw, peaks[(peaks >= 0) & (peaks < detect.size)], self.refine_span))
         # Two detections of one QRS (a split complex) count once.
         keep = np.concatenate([[True], np.diff(peaks) > self.refractory_n]) if peaks.size else peaks
         return peaks[keep.astype(bool)] if peaks.size else peaks
 
     def _make_beat(self, peak: int, quality: float, reason: str | None) -> Beat:
-        rr = None if self._last_peak is None else (peak - self._last_peak) / self.fs
+        # RR runs from the last accepted beat: a refused beat is most often a false detection, and an
+        # RR cut short by it would give the next clip a fraction of the true cardiac cycle.
+        last = self._last_accepted_peak
+        rr = None if last is None else (peak - last) / self.fs
         beat = Beat(
             index=self._n_beats,
             r_peak=peak,
@@ -203,14 +208,16 @@ class BeatTracker:
             reason=reason,
         )
         self._last_peak = peak
+        if beat.accepted:
+            self._last_accepted_peak = peak
         self._n_beats += 1
         return beat
 
 
 def _refine(signal: np.ndarray, peaks: np.ndarray, span: tuple[int, int]) -> np.ndarray:
-    """Move each peak to the largest sample of the wide-band signal from `span[0]` samples before to
-    `span[1]` after: the R-peak itself, not where a detector's narrow band or integrator puts it (those lag,
-    hence the longer look back)."""
+    """Move each peak to the largest raw sample from `span[0]` samples before to `span[1]` after: the
+    R-peak itself, not where a causal filter, a detector's narrow band or its integrator put it (those lag,
+    hence the longer look back). Baseline wander is flat over these 170 ms, so raw samples do."""
     if peaks.size == 0:
         return peaks
     offsets = np.arange(-span[0], span[1] + 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from echopulse.ingest.record import ECGRecord
 from echopulse.preprocess.beats import Beat
@@ -29,22 +30,35 @@ class Preprocessed:
         return float(np.median(rates)) if rates else None
 
 
-def preprocess_record(record: ECGRecord, method: str = "neurokit", layout: str = "stmem") -> Preprocessed:
+PROGRESS_CHUNK_S = 60.0
+
+
+def preprocess_record(
+    record: ECGRecord, method: str = "neurokit", layout: str = "stmem", progress: bool = False
+) -> Preprocessed:
     """Beats (R-peaks, RR, quality) and one ST-MEM window per beat for a whole record.
 
-    The record is pushed through `StreamingPreprocessor` as one chunk, so offline and live results are
-    the same procedure, not two implementations kept in step.
+    The record is pushed through `StreamingPreprocessor`, so offline and live results are the same
+    procedure, not two implementations kept in step. With `progress` it is pushed a minute at a time
+    behind a progress bar; the result is the same, since chunking cannot change it.
 
     >>> result = preprocess_record(read_record("ecg_2021-12-17.csv"))  # doctest: +SKIP
     >>> len(result.windows) == len(result.beats)
     True
     """
     live = StreamingPreprocessor(record.fs, record.leads, method=method, layout=layout)
-    first = live.push(record.signal)
+    step = round(PROGRESS_CHUNK_S * record.fs) if progress else record.n_samples
+    beats, windows = [], []
+    with tqdm(total=round(record.duration_s), unit="s", desc="beats", disable=not progress, leave=False) as bar:
+        for start in range(0, record.n_samples, step):
+            out = live.push(record.signal[:, start : start + step])
+            beats += out.beats
+            windows += out.windows
+            bar.update(round(min(step, record.n_samples - start) / record.fs))
     last = live.finish()
     return Preprocessed(
-        beats=first.beats + last.beats,
-        windows=first.windows + last.windows,
+        beats=beats + last.beats,
+        windows=windows + last.windows,
         detection_lead=record.leads[live.detect_row],
         method=method,
         layout=layout,

@@ -1,0 +1,3 @@
+from echopulse.cli import main
+
+raise SystemExit(main())
