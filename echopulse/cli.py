@@ -123,9 +123,10 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from echopulse.preprocess.beats import DEFAULT_METHOD
     from echopulse.sample import SAMPLE_ECG_FS, sample_ecg_path
 
-    code = _ingest([sample_ecg_path()], args.out, SAMPLE_ECG_FS, "neurokit", "stmem")
+    code = _ingest([sample_ecg_path()], args.out, SAMPLE_ECG_FS, DEFAULT_METHOD, "stmem")
     if code == EXIT_OK:
         print(f"demo: the bundled sample ECG is in {args.out} (open {args.out / 'ecg.png'})")
     return code

@@ -8,11 +8,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from echopulse.ingest.record import ECGRecord  # noqa: E402
-from echopulse.preprocess.offline import Preprocessed  # noqa: E402
+from echopulse.ingest.record import ECGRecord
+from echopulse.preprocess.offline import Preprocessed
 
 SHORT_RECORD_S = 120.0
 MAX_ROWS = 32

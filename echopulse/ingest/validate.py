@@ -47,7 +47,8 @@ def check_file_size(source: str | Path) -> Path:
     if size == 0:
         raise IngestError(path, "file is empty")
     if size > limits.MAX_FILE_BYTES:
-        raise IngestError(path, f"file is {size / 2**20:.0f} MiB, over the {limits.MAX_FILE_BYTES // 2**20} MiB limit")
+        limit = limits.MAX_FILE_BYTES // 2**20
+        raise IngestError(path, f"file is {size / 2**20:.0f} MiB, over the {limit} MiB limit")
     return path
 
 

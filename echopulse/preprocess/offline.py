@@ -8,7 +8,7 @@ import numpy as np
 from tqdm import tqdm
 
 from echopulse.ingest.record import ECGRecord
-from echopulse.preprocess.beats import Beat
+from echopulse.preprocess.beats import DEFAULT_METHOD, Beat
 from echopulse.preprocess.streaming import StreamingPreprocessor
 from echopulse.preprocess.windows import STMEMWindow
 
@@ -34,7 +34,7 @@ PROGRESS_CHUNK_S = 60.0
 
 
 def preprocess_record(
-    record: ECGRecord, method: str = "neurokit", layout: str = "stmem", progress: bool = False
+    record: ECGRecord, method: str = DEFAULT_METHOD, layout: str = "stmem", progress: bool = False
 ) -> Preprocessed:
     """Beats (R-peaks, RR, quality) and one ST-MEM window per beat for a whole record.
 
@@ -49,7 +49,8 @@ def preprocess_record(
     live = StreamingPreprocessor(record.fs, record.leads, method=method, layout=layout)
     step = round(PROGRESS_CHUNK_S * record.fs) if progress else record.n_samples
     beats, windows = [], []
-    with tqdm(total=round(record.duration_s), unit="s", desc="beats", disable=not progress, leave=False) as bar:
+    bar = tqdm(total=round(record.duration_s), unit="s", desc="beats", disable=not progress, leave=False)
+    with bar:
         for start in range(0, record.n_samples, step):
             out = live.push(record.signal[:, start : start + step])
             beats += out.beats

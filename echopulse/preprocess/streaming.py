@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from echopulse.preprocess.beats import Beat, BeatTracker, DetectorSettings
+from echopulse.preprocess.beats import DEFAULT_METHOD, Beat, BeatTracker, DetectorSettings
 from echopulse.preprocess.windows import MARGIN_S, WINDOW_S, STMEMWindow, stmem_windows
 
 
@@ -48,7 +48,7 @@ class StreamingPreprocessor:
         self,
         fs: float,
         leads: Sequence[str] = ("I",),
-        method: str = "neurokit",
+        method: str = DEFAULT_METHOD,
         layout: str = "stmem",
         detector: DetectorSettings | None = None,
     ) -> None:
@@ -57,7 +57,7 @@ class StreamingPreprocessor:
         self.layout = layout
         self.detect_row = detection_row(self.leads)
         settings = detector or DetectorSettings(method=method)
-        if MARGIN_S > settings.guard_s:
+        if settings.guard_s < MARGIN_S:
             raise ValueError("window margin must not exceed the detector guard")
         self.tracker = BeatTracker(self.fs, settings)
         # A beat commits at most buffer - front_guard seconds after its R-peak, and its window reaches

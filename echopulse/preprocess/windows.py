@@ -165,7 +165,7 @@ def _stmem_values(
         start, stop = window_span(beat.r_peak, fs)
         stop = min(stop, n_total)
         if max(start, 0) < offset:
-            raise ValueError(f"window of beat {beat.index} needs samples from {start}, buffer starts {offset}")
+            raise ValueError(f"window of beat {beat.index} needs sample {start}, buffer starts at {offset}")
         segment = signal[rows, max(start, 0) - offset : stop - offset]
         if start < 0:
             segment = np.pad(segment, ((0, 0), (-start, 0)), mode="edge")

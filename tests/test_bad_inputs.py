@@ -1,0 +1,75 @@
+"""Every file of the bad-input corpus is refused with an `IngestError` that says what is wrong and where.
+
+A refusal is the reader's contract with the CLI and the service: one line they can show as is. So the
+message must name the file, state the specific problem, never carry a traceback, and never repeat the
+name or birth date an Apple Watch export holds on its first two lines.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from bad_inputs import FAKE_BIRTH_DATE, FAKE_NAME, BadCase, build_bad_corpus, case_names
+
+from echopulse.errors import IngestError
+from echopulse.ingest import read_record
+
+MIN_CASES = 30
+TRACEBACK_MARKERS = ("Traceback (most recent call last)", 'File "', "line <module>", "\n")
+
+
+@pytest.fixture(scope="session")
+def bad_corpus(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict[str, BadCase]:
+    """The corpus, built once for the session."""
+    cases = build_bad_corpus(tmp_path_factory.mktemp("bad-inputs"), shared_data)
+    return {case.name: case for case in cases}
+
+
+def _refusal(case: BadCase) -> IngestError:
+    """The error `read_record` raises for `case`; any other exception, or none, fails the test."""
+    try:
+        record = read_record(case.path, fs=case.fs)
+    except IngestError as error:
+        return error
+    except Exception as error:  # the point of the corpus: no other exception may escape a reader
+        pytest.fail(f"{case.name}: {type(error).__name__} escaped instead of IngestError: {error}")
+    pytest.fail(
+        f"{case.name}: accepted as {record.source_format}, {record.n_samples} samples at {record.fs} Hz"
+    )
+
+
+def test_corpus_is_large_enough(bad_corpus: dict[str, BadCase]) -> None:
+    assert len(bad_corpus) >= MIN_CASES
+    assert sorted(bad_corpus) == sorted(case_names())
+
+
+@pytest.mark.parametrize("name", case_names())
+def test_bad_input_is_refused_with_a_specific_message(name: str, bad_corpus: dict[str, BadCase]) -> None:
+    case = bad_corpus[name]
+    message = str(_refusal(case))
+    assert case.path.name in message, message
+    assert re.search(case.expect, message), f"{message!r} does not match {case.expect!r}"
+    for marker in TRACEBACK_MARKERS:
+        assert marker not in message, f"traceback-like {marker!r} in {message!r}"
+
+
+@pytest.mark.parametrize("name", case_names(with_marker=True))
+def test_hostile_pickle_runs_nothing(name: str, bad_corpus: dict[str, BadCase]) -> None:
+    case = bad_corpus[name]
+    assert case.marker is not None
+    _refusal(case)
+    assert not case.marker.exists(), f"{case.name}: loading the file ran its payload"
+
+
+def test_refusals_never_repeat_the_name_or_birth_date(bad_corpus: dict[str, BadCase]) -> None:
+    """Checked over all the Apple Watch cases at once, so a leak shows in one place."""
+    identity_cases = [case for case in bad_corpus.values() if case.identity]
+    assert len(identity_cases) >= 10
+    leaks = []
+    for case in identity_cases:
+        message = str(_refusal(case))
+        if FAKE_NAME in message or FAKE_BIRTH_DATE in message or "Mustermann" in message:
+            leaks.append(f"{case.name}: {message}")
+    assert not leaks, "\n".join(leaks)
