@@ -152,7 +152,8 @@ def _ingest(files: list[Path], out: Path, fs: float | None, method: str, layout:
             continue
         accepted = sum(w.accepted for w in result.windows)
         hr = "n/a" if result.hr_bpm is None else f"{result.hr_bpm:.0f} bpm"
-        print(f"{path.name}: {len(result.beats)} beats, {accepted} windows accepted, HR {hr} -> {folder}")
+        summary = f"{len(result.beats)} beats, {accepted} windows accepted, HR {hr}"
+        tqdm.write(f"{path.name}: {summary} -> {folder}")
     return EXIT_REFUSED if refused else EXIT_OK
 
 
@@ -172,7 +173,10 @@ def _output_folders(files: list[Path], out: Path) -> dict[Path, Path]:
 
 
 def _fail(message: str) -> None:
-    print(f"echopulse: error: {' '.join(message.split())}", file=sys.stderr)
+    """One line on stderr; `tqdm.write` lifts a progress bar out of the way so the line stands alone."""
+    from tqdm import tqdm
+
+    tqdm.write(f"echopulse: error: {' '.join(message.split())}", file=sys.stderr)
 
 
 if __name__ == "__main__":

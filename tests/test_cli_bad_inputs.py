@@ -9,7 +9,6 @@ in process.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,9 +45,10 @@ def _ingest(files: list[Path], out: Path, fs: float | None, cwd: Path) -> subpro
 
 
 def _error_lines(stderr: str) -> list[str]:
-    """The CLI's own error lines. With several inputs a progress bar shares stderr and an error may be
-    printed right after a bar frame, on the same line."""
-    return re.findall(r"echopulse: error:[^\r\n]*", stderr)
+    """The CLI's own error lines. With several inputs a progress bar shares stderr; the bar's frames end
+    in carriage returns, and an error must stand on a line of its own once the bar is cleared from it."""
+    shown = (line.rsplit("\r", 1)[-1] for line in stderr.split("\n"))
+    return [line for line in shown if line.startswith("echopulse: error:")]
 
 
 @pytest.mark.parametrize("name", CLI_CASES)

@@ -188,3 +188,17 @@ def test_noise_burst_beats_are_refused_with_a_reason(watch_record: ECGRecord) ->
     assert all(beat.reason and "r=" in beat.reason for beat in refused)
     clean = preprocess_record(watch_record)
     assert all(beat.accepted for beat in clean.beats)
+
+
+def test_echopulse_pickle_reads_into_the_official_input(shared_data: Path) -> None:
+    """An ECHOPulse ECG pickle, read by the safe unpickler and laid out as `compat`, is the very array the
+    official code fed its model."""
+    name = "A2C.USm.1.2.840.114089.1.0.1.2887499449.1641693197.4144.604080_1_27.pkl"
+    record = read_record(shared_data / "echopulse" / name)
+    cycle = record.signal[0, : record.meta["echopulse_cycle_samples"]]
+    fixture = shared_data.parent / "compat" / "ecg_preproc.io.safetensors"
+    with safe_open(str(fixture), "np") as tensors:
+        np.testing.assert_array_equal(cycle, tensors.get_tensor("raw_0").astype(np.float32))
+        np.testing.assert_allclose(
+            echopulse_ecg_input(cycle)[1], tensors.get_tensor("processed_lead1_0"), atol=1e-12
+        )

@@ -72,6 +72,7 @@ class DetectorSettings:
     refine_back_s: float = 0.12
     refine_ahead_s: float = 0.05
     final_guard_s: float = 0.1
+    lead_in_s: float = 2.0
 
 
 @lru_cache(maxsize=32)
@@ -119,6 +120,7 @@ class BeatTracker:
         self.refractory_n = round(s.refractory_s * self.fs)
         self.refine_span = (round(s.refine_back_s * self.fs), round(s.refine_ahead_s * self.fs))
         self.final_guard_n = round(s.final_guard_s * self.fs)
+        self.lead_in_n = round(s.lead_in_s * self.fs)
         keep = self.buffer_n + self.hop_n
         self._detect_buf = _TrailingBuffer(keep)
         self._quality_buf = self._detect_buf if self._same_filters else _TrailingBuffer(keep)
@@ -171,7 +173,7 @@ class BeatTracker:
         start = max(0, hop - self.buffer_n)
         detect = self._detect_buf.view(start, hop)
         quality_signal = self._quality_buf.view(start, hop)
-        peaks = self._find_peaks(detect, self._raw_buf.view(start, hop))
+        peaks = self._find_peaks(detect, self._raw_buf.view(start, hop), at_record_start=start == 0)
         lowest = start + self.front_n if start > 0 else 0
         if self._last_peak is not None:
             lowest = max(lowest, self._last_peak + self.refractory_n + 1)
@@ -185,17 +187,21 @@ class BeatTracker:
             beats.append(self._make_beat(int(peak), q, reason))
         return beats
 
-    def _find_peaks(self, detect: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    def _find_peaks(self, detect: np.ndarray, raw: np.ndarray, at_record_start: bool) -> np.ndarray:
         none = np.empty(0, dtype=np.int64)
         if detect.size < round(0.5 * self.fs) or np.ptp(raw) < MIN_QRS_AMPLITUDE_MV:
             return none  # too short to judge, or a flat line (a lead-off electrode): no beats
+        # Detectors learn their thresholds on the first second or two and miss the beats there; at the
+        # record's start they first read a mirror image of its opening seconds, then the record itself.
+        lead_in = min(detect.size - 1, self.lead_in_n) if at_record_start else 0
+        signal = np.concatenate([detect[lead_in:0:-1], detect]) if lead_in else detect
         try:
-            found = nk.ecg_findpeaks(detect, sampling_rate=self.fs, method=self.settings.method)
+            found = nk.ecg_findpeaks(signal, sampling_rate=self.fs, method=self.settings.method)
         except (ValueError, IndexError):
             # Some neurokit2 detectors fail on degenerate buffers (e.g. martinez2004 on filtered DC) rather
             # than report no peaks; a stream must not die of a bad second of signal.
             return none
-        peaks = np.asarray(found["ECG_R_Peaks"], dtype=np.int64)
+        peaks = np.asarray(found["ECG_R_Peaks"], dtype=np.int64) - lead_in
         peaks = np.unique(_refine(raw, peaks[(peaks >= 0) & (peaks < detect.size)], self.refine_span))
         if peaks.size == 0:
             return peaks
@@ -275,10 +281,12 @@ def _refine(signal: np.ndarray, peaks: np.ndarray, span: tuple[int, int]) -> np.
     if peaks.size == 0:
         return peaks
     offsets = np.arange(-span[0], span[1] + 1)
-    index = np.clip(peaks[:, None] + offsets, 0, signal.size - 1)
-    around = signal[index]
-    deviation = np.abs(around - np.median(around, axis=1, keepdims=True))
-    return index[np.arange(peaks.size), np.argmax(deviation, axis=1)]
+    for _ in range(2):  # a second look from the first answer reaches an R a detector placed too late
+        index = np.clip(peaks[:, None] + offsets, 0, signal.size - 1)
+        around = signal[index]
+        deviation = np.abs(around - np.median(around, axis=1, keepdims=True))
+        peaks = index[np.arange(peaks.size), np.argmax(deviation, axis=1)]
+    return peaks
 
 
 class _TrailingBuffer:
