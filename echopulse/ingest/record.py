@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -55,3 +56,10 @@ class ECGRecord:
     @property
     def duration_s(self) -> float:
         return self.n_samples / self.fs
+
+    def content_hash(self) -> str:
+        """SHA-256 of what was recorded (rate, leads, samples), never of who: the key outputs are named by."""
+        digest = hashlib.sha256()
+        digest.update(f"{self.fs!r}|{','.join(self.leads)}|".encode())
+        digest.update(np.ascontiguousarray(self.signal, dtype="<f4").tobytes())
+        return digest.hexdigest()

@@ -12,12 +12,19 @@ _HEAD_BYTES = 8192
 
 
 def sniff_format(path: Path) -> str:
-    """One of ``apple_watch_csv, csv, wfdb, edf, bdf, npy, npz, pickle`` or ``unknown``."""
+    """One of ``apple_watch_csv, csv, wfdb, edf, bdf, npy, npz, zip, pickle, pdf, png, jpeg`` or
+    ``unknown``."""
     with path.open("rb") as handle:
         head = handle.read(_HEAD_BYTES)
     suffix = path.suffix.lower()
     if head.startswith(b"\x93NUMPY"):
         return "npy"
+    if head.startswith(b"%PDF-"):
+        return "pdf"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return "npz" if suffix == ".npz" else "zip"
     if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
