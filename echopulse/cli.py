@@ -2,6 +2,10 @@
 
 Exit codes: 0 all inputs done; 2 an input was refused (one line on stderr per refused input, the
 others still complete); 1 an internal error. No traceback ever reaches the terminal.
+
+An input is an ECG file or a Health app `export.zip`, which holds one recording per ECG. A broken archive
+(its directory fails the checks) is one refused input and writes nothing; a broken ECG inside a sound
+archive is one refused recording, and the archive's other ECGs still complete.
 """
 
 from __future__ import annotations
@@ -9,11 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from echopulse import __version__
 from echopulse.errors import EchopulseError
+
+if TYPE_CHECKING:
+    from echopulse.ingest.record import ECGRecord
 
 EXIT_OK, EXIT_INTERNAL, EXIT_REFUSED = 0, 1, 2
 
@@ -25,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="echopulse",
         description="Wearable ECG in, synthetic echocardiogram clips out, one per heartbeat. "
-        "Reads Apple Watch CSV exports, WFDB, EDF/BDF, CSV, NumPy and ST-MEM/ECHOPulse array pickles.",
+        "Reads Apple Watch CSV exports (alone or in the Health app's export.zip), WFDB, EDF/BDF, CSV, "
+        "NumPy and ST-MEM/ECHOPulse array pickles.",
     )
     parser.add_argument("--version", action="version", version=f"echopulse {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -33,9 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser(
         "info",
         help="describe an ECG file: format, rate, leads, duration, heart rate, classification",
-        description="Describe an ECG file. Never prints a name or birth date (they are dropped on reading).",
+        description="Describe an ECG file, or each ECG of a Health export.zip (a JSON list with --json). "
+        "Never prints a name or birth date (they are dropped on reading).",
     )
-    info.add_argument("file", type=Path, help="ECG file (format is sniffed from its content)")
+    info.add_argument("file", type=Path, help="ECG file or export.zip (format is sniffed from its content)")
     info.add_argument("--fs", type=float, help="sample rate in Hz, for files that do not state it")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -45,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="For each input write windows.npz (one 12×2250 ST-MEM window per beat), beats.json "
         "(R-peaks, RR, heart rate, quality) and ecg.png (the ECG with beat marks, refused beats shaded). "
         "With one input the files go into --out itself, with several into one sub-folder per input. "
+        "A Health export.zip writes one sub-folder per ECG, named by its recorded date and a hash of its "
+        "samples (YYYY-MM-DD_HHMMSS_<12 hex>), never by anything about the person. "
         "A refused input writes nothing and the others still complete.",
     )
-    ingest.add_argument("files", type=Path, nargs="+", metavar="FILE", help="ECG files")
+    ingest.add_argument("files", type=Path, nargs="+", metavar="FILE", help="ECG files or export.zip")
     ingest.add_argument("--out", type=Path, required=True, help="output folder")
     ingest.add_argument("--fs", type=float, help="sample rate in Hz, for files that do not state it")
     ingest.add_argument(
@@ -92,14 +107,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+@dataclass(frozen=True)
+class _Recording:
+    """One recording of an input: how outputs and errors name it, and how to read it (deferred, so that a
+    broken ECG inside an archive is refused on its own)."""
+
+    label: str
+    read: Callable[[], ECGRecord]
+    in_archive: bool
+
+
+@contextmanager
+def _open_input(path: Path, fs: float | None) -> Iterator[list[_Recording]]:
+    """The recordings of one input: the one of an ECG file, or each ECG of a Health export.zip.
+
+    An archive's directory is checked on opening, so a broken archive raises here, before anything is read
+    or written. Archives are read through `HealthExport` rather than `read_records`: a generator ends at its
+    first error, and one broken ECG must not cost the archive's others.
+    """
+    from echopulse.ingest import ARCHIVE_FORMATS, limits, read_record, sniff_format
+    from echopulse.ingest.validate import check_file_size
+
+    if sniff_format(check_file_size(path, limit=limits.MAX_ARCHIVE_BYTES)) not in ARCHIVE_FORMATS:
+        yield [_Recording(path.name, partial(read_record, path, fs=fs), in_archive=False)]
+        return
+    from echopulse.ingest.health_export import open_export_zip
+
+    with open_export_zip(path) as export:
+        yield [_Recording(export.label(m), partial(export.read, m), in_archive=True) for m in export.members]
+
+
 def _info(args: argparse.Namespace) -> int:
-    from echopulse.ingest import read_record
+    described, refused, in_archive = [], 0, False
+    with _open_input(args.file, args.fs) as recordings:
+        for recording in recordings:
+            in_archive = recording.in_archive
+            try:
+                described.append(_facts(recording))
+            except EchopulseError as error:
+                _fail(str(error))
+                refused += 1
+    if args.json and described:
+        print(json.dumps(described if in_archive else described[0], indent=1))
+    elif described:
+        print("\n\n".join(_facts_text(facts) for facts in described))
+    return EXIT_REFUSED if refused else EXIT_OK
+
+
+def _facts(recording: _Recording) -> dict[str, Any]:
+    """What `info` says about one recording; `file` is the file name or `<zip name>:<member>`."""
     from echopulse.preprocess.offline import preprocess_record
 
-    record = read_record(args.file, fs=args.fs)
+    record = recording.read()
     result = preprocess_record(record, progress=record.duration_s > 600)
-    facts = {
-        "file": args.file.name,
+    return {
+        "file": recording.label,
         "format": record.source_format,
         "fs": record.fs,
         "leads": list(record.leads),
@@ -112,14 +174,15 @@ def _info(args: argparse.Namespace) -> int:
         "device": record.device,
         "start": record.start.isoformat() if record.start else None,
     }
-    if args.json:
-        print(json.dumps(facts, indent=1))
-    else:
-        width = max(len(k) for k in facts)
-        for key, value in facts.items():
-            shown = ", ".join(value) if isinstance(value, list) else value
-            print(f"{key:<{width}}  {'-' if shown is None else shown}")
-    return EXIT_OK
+
+
+def _facts_text(facts: dict[str, Any]) -> str:
+    width = max(len(k) for k in facts)
+    lines = []
+    for key, value in facts.items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        lines.append(f"{key:<{width}}  {'-' if shown is None else shown}")
+    return "\n".join(lines)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -135,26 +198,57 @@ def _demo(args: argparse.Namespace) -> int:
 def _ingest(files: list[Path], out: Path, fs: float | None, method: str, layout: str) -> int:
     from tqdm import tqdm
 
-    from echopulse.ingest import read_record
-    from echopulse.outputs import write_ingest_outputs
-    from echopulse.preprocess.offline import preprocess_record
-
     folders = _output_folders(files, out)
+    used: set[Path] = set()
     refused = 0
     for path in tqdm(files, desc="ingest", unit="file", disable=len(files) < 2, leave=False):
         try:
-            record = read_record(path, fs=fs)
-            result = preprocess_record(record, method=method, layout=layout, progress=record.duration_s > 600)
-            folder = write_ingest_outputs(record, result, folders[path], source=path.name)
-        except EchopulseError as error:
+            with _open_input(path, fs) as recordings:
+                shown = tqdm(recordings, desc=path.name, unit="ECG", disable=len(recordings) < 2, leave=False)
+                for recording in shown:
+                    refused += not _ingest_recording(recording, folders[path], used, method, layout)
+        except EchopulseError as error:  # the input itself (a missing file, a broken archive)
             _fail(str(error))
             refused += 1
-            continue
-        accepted = sum(w.accepted for w in result.windows)
-        hr = "n/a" if result.hr_bpm is None else f"{result.hr_bpm:.0f} bpm"
-        summary = f"{len(result.beats)} beats, {accepted} windows accepted, HR {hr}"
-        tqdm.write(f"{path.name}: {summary} -> {folder}")
     return EXIT_REFUSED if refused else EXIT_OK
+
+
+def _ingest_recording(recording: _Recording, base: Path, used: set[Path], method: str, layout: str) -> bool:
+    """Read, preprocess and write one recording; False (and one error line) when it is refused."""
+    from tqdm import tqdm
+
+    from echopulse.outputs import write_ingest_outputs
+    from echopulse.preprocess.offline import preprocess_record
+
+    try:
+        record = recording.read()
+        result = preprocess_record(record, method=method, layout=layout, progress=record.duration_s > 600)
+        folder = _unused(base / recording_folder_name(record), used) if recording.in_archive else base
+        write_ingest_outputs(record, result, folder, source=recording.label)
+    except EchopulseError as error:
+        _fail(str(error))
+        return False
+    accepted = sum(w.accepted for w in result.windows)
+    hr = "n/a" if result.hr_bpm is None else f"{result.hr_bpm:.0f} bpm"
+    summary = f"{len(result.beats)} beats, {accepted} windows accepted, HR {hr}"
+    tqdm.write(f"{recording.label}: {summary} -> {folder}")
+    return True
+
+
+def recording_folder_name(record: ECGRecord) -> str:
+    """`YYYY-MM-DD_HHMMSS_<12 hex>`: when it was recorded (local time, as the export writes it) and a hash of
+    what was recorded, so re-runs land in the same folder. Nothing about the person goes into it."""
+    when = record.start.strftime("%Y-%m-%d_%H%M%S") if record.start else "undated"
+    return f"{when}_{record.content_hash()[:12]}"
+
+
+def _unused(folder: Path, used: set[Path]) -> Path:
+    """`folder`, or `folder-2`, `-3`, … when this run already wrote there (one ECG twice in an archive)."""
+    candidate, k = folder, 2
+    while candidate in used:
+        candidate, k = folder.with_name(f"{folder.name}-{k}"), k + 1
+    used.add(candidate)
+    return candidate
 
 
 def _output_folders(files: list[Path], out: Path) -> dict[Path, Path]:

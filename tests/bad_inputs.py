@@ -614,12 +614,6 @@ def random_bytes(spot: _Spot) -> Path:
 
 
 @_case(r"not a supported ECG format")
-def png_image(spot: _Spot) -> Path:
-    """The real ECHOPulse Apple Watch strip image: images are a later reader, for now unsupported."""
-    return Path(shutil.copyfile(spot.shared / "echopulse/ecg_page_2.png", spot.file(".png")))
-
-
-@_case(r"not a supported ECG format")
 def gzip_csv(spot: _Spot) -> Path:
     data = gzip.compress((spot.shared / APPLE_EXPORT).read_bytes(), mtime=0)
     spot.file(".csv.gz").write_bytes(data)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from echopulse.errors import IngestError
+from echopulse.ingest import limits
 from echopulse.ingest.record import BeatAnnotations, ECGRecord
 from echopulse.ingest.sniff import sniff_format
 from echopulse.ingest.validate import check_file_size, check_record
@@ -83,7 +84,7 @@ def read_records(path: str | Path, fs: float | None = None, fmt: str | None = No
     The archive is streamed member by member, never unpacked to disk; a broken archive raises
     `IngestError` before anything is yielded, a broken member when it is reached.
     """
-    source = check_file_size(Path(path))
+    source = check_file_size(Path(path), limit=limits.MAX_ARCHIVE_BYTES)
     fmt = fmt or sniff_format(source)
     if fmt not in ARCHIVE_FORMATS:
         yield read_record(source, fs=fs, fmt=fmt)

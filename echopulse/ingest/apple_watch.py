@@ -151,7 +151,16 @@ def read_apple_watch_csv(path: str | Path) -> ECGRecord:
     (513.625, ('I',), (1, 15409))
     """
     source = check_file_size(Path(path))
-    lines = read_text(source).splitlines()
+    return parse_apple_watch_csv(read_text(source), source)
+
+
+def parse_apple_watch_csv(text: str, source: str | Path) -> ECGRecord:
+    """Parse the decoded text of one Health ECG export; `source` names it in errors.
+
+    The text entry point exists for exports that never touch the disk as files: the members of an
+    `export.zip`, read from the archive (decode their bytes with `csv_table.decode_text`, as files are).
+    """
+    lines = text.splitlines()
     first_sample = _first_sample_line(lines)
     header_end = first_sample if first_sample is not None else len(lines)
     fields, extra = _assign_fields(_parse_entries(lines[:header_end], start=_kept_identity_lines(lines)))
@@ -280,7 +289,7 @@ def _assign_by_order(rest: list[_Entry], fields: dict[str, _Entry]) -> list[_Ent
 
 
 def _require_unit(
-    source: Path, fields: dict[str, _Entry], lines: list[str], first_sample: int | None
+    source: str | Path, fields: dict[str, _Entry], lines: list[str], first_sample: int | None
 ) -> _Entry:
     """The unit line, known to convert to mV; a header without one was cut short or is not an export."""
     entry = fields.get("unit")
@@ -297,7 +306,7 @@ def _require_unit(
     return entry
 
 
-def _refuse_text_after_unit(source: Path, lines: list[str], unit_line: int, header_end: int) -> None:
+def _refuse_text_after_unit(source: str | Path, lines: list[str], unit_line: int, header_end: int) -> None:
     """After the Unit line only samples follow, so text there is a broken sample, not more header.
 
     A line that starts with a known header word is still header (a locale that puts Lead after Unit).
@@ -308,7 +317,7 @@ def _refuse_text_after_unit(source: Path, lines: list[str], unit_line: int, head
             raise IngestError(source, _not_a_number(line), f"line {index + 1}")
 
 
-def _sample_rate(source: Path, entry: _Entry | None) -> tuple[float, str]:
+def _sample_rate(source: str | Path, entry: _Entry | None) -> tuple[float, str]:
     """The declared rate in Hz (`513.625 hertz`, `512,508 Hz`, `512ヘルツ`) and the text it was read from."""
     if entry is None:
         raise IngestError(source, "no sample rate in the header", "field Sample Rate")
@@ -321,7 +330,7 @@ def _sample_rate(source: Path, entry: _Entry | None) -> tuple[float, str]:
     return check_sample_rate(source, fs, where), entry.value
 
 
-def _parse_samples(source: Path, lines: list[str], first: int) -> np.ndarray:
+def _parse_samples(source: str | Path, lines: list[str], first: int) -> np.ndarray:
     """The sample block as float64, converted in one NumPy call; decimal commas cost one more pass."""
     block = lines[first:]
     while block and not block[-1].strip():
@@ -337,7 +346,7 @@ def _parse_samples(source: Path, lines: list[str], first: int) -> np.ndarray:
     return values
 
 
-def _parse_localised_samples(source: Path, block: list[str], first: int) -> np.ndarray:
+def _parse_localised_samples(source: str | Path, block: list[str], first: int) -> np.ndarray:
     """Samples written `"-265,868"` or `-265,868` (one per line, so a comma can only be the decimal mark)."""
     cleaned = "\n".join(block).replace('"', "").replace(",", ".").split("\n")
     try:

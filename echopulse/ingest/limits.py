@@ -10,6 +10,10 @@ from __future__ import annotations
 MAX_FILE_BYTES = 512 * 1024 * 1024
 """Largest file a reader opens (a 30-min 12-lead WFDB record at 1 kHz is about 43 MB)."""
 
+MAX_ARCHIVE_BYTES = 16 * 1024**3
+"""Largest Health export.zip opened: its export.xml alone can be gigabytes, but only the ECG members are
+ever read (each under its own limits in `health_export.py`), so the archive itself may be large."""
+
 MAX_DURATION_S = 6 * 3600.0
 """Longest recording accepted: six hours, so a 24-hour Holter must be split before ingest."""
 

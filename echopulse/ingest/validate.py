@@ -36,8 +36,8 @@ def check_duration(source: str | Path, n_samples: int, fs: float) -> None:
         )
 
 
-def check_file_size(source: str | Path) -> Path:
-    """Refuse a missing path, a directory, or a file over the size limit, before anything reads it."""
+def check_file_size(source: str | Path, limit: int = limits.MAX_FILE_BYTES) -> Path:
+    """Refuse a missing path, a directory, or a file over `limit` bytes, before anything reads it."""
     path = Path(source)
     if not path.exists():
         raise IngestError(path, "no such file")
@@ -46,9 +46,8 @@ def check_file_size(source: str | Path) -> Path:
     size = path.stat().st_size
     if size == 0:
         raise IngestError(path, "file is empty")
-    if size > limits.MAX_FILE_BYTES:
-        limit = limits.MAX_FILE_BYTES // 2**20
-        raise IngestError(path, f"file is {size / 2**20:.0f} MiB, over the {limit} MiB limit")
+    if size > limit:
+        raise IngestError(path, f"file is {size / 2**20:.0f} MiB, over the {limit // 2**20} MiB limit")
     return path
 
 

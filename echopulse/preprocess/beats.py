@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-import neurokit2 as nk
 import numpy as np
 from scipy import signal as sps
 
@@ -195,13 +194,16 @@ class BeatTracker:
         # record's start they first read a mirror image of its opening seconds, then the record itself.
         lead_in = min(detect.size - 1, self.lead_in_n) if at_record_start else 0
         signal = np.concatenate([detect[lead_in:0:-1], detect]) if lead_in else detect
+        import neurokit2 as nk  # here, not at the top: it costs a second, and `echopulse --help` is not ECG
+
         try:
             found = nk.ecg_findpeaks(signal, sampling_rate=self.fs, method=self.settings.method)
         except (ValueError, IndexError):
             # Some neurokit2 detectors fail on degenerate buffers (e.g. martinez2004 on filtered DC) rather
             # than report no peaks; a stream must not die of a bad second of signal.
             return none
-        peaks = np.asarray(found["ECG_R_Peaks"], dtype=np.int64) - lead_in
+        # A peak found in the mirror image stands for its original (an R at 65 ms and its mirror merge).
+        peaks = np.abs(np.asarray(found["ECG_R_Peaks"], dtype=np.int64) - lead_in)
         peaks = np.unique(_refine(raw, peaks[(peaks >= 0) & (peaks < detect.size)], self.refine_span))
         if peaks.size == 0:
             return peaks
