@@ -16,8 +16,11 @@ import gzip
 import json
 import os
 import pickle
+import re
 import shlex
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -625,3 +628,42 @@ def json_document(spot: _Spot) -> Path:
     document = {"fs": 500, "lead": "I", "samples": [float(v) for v in _real_samples_mv(spot.shared, 1000)]}
     spot.file(".json").write_text(json.dumps(document), encoding="utf-8")
     return spot.file(".json")
+
+
+# --------------------------------------------------------------------------- the CLI, as a user runs it
+
+EXIT_REFUSED = 2
+
+
+def run_ingest(
+    files: list[Path], out: Path, cwd: Path, fs: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m echopulse ingest FILES --out OUT [--fs FS]` in its own process, output captured."""
+    command = [sys.executable, "-m", "echopulse", "ingest", *map(str, files), "--out", str(out)]
+    if fs is not None:
+        command += ["--fs", str(fs)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300, check=False)
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The CLI's own error lines. With several inputs a progress bar shares stderr; the bar's frames end
+    in carriage returns, and an error must stand on a line of its own once the bar is cleared from it."""
+    shown = (line.rsplit("\r", 1)[-1] for line in stderr.split("\n"))
+    return [line for line in shown if line.startswith("echopulse: error:")]
+
+
+def assert_cli_refuses(case: BadCase, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`echopulse ingest` on one bad file: exit 2, exactly one stderr line naming the file and its
+    problem, no traceback, no name or birth date, and nothing written."""
+    out = tmp_path / "out"
+    result = run_ingest([case.path], out, cwd=tmp_path, fs=case.fs)
+    assert result.returncode == EXIT_REFUSED, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("echopulse: error:") and case.path.name in lines[0], lines[0]
+    assert re.search(case.expect, lines[0]), lines[0]
+    for stream in (result.stdout, result.stderr):
+        assert "Traceback" not in stream
+        assert FAKE_NAME not in stream and FAKE_BIRTH_DATE not in stream
+    assert not out.exists() or not any(out.iterdir()), sorted(out.rglob("*"))
+    return result

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from bad_archives import REAL_ECGS, archive_case_names, build_bad_archive_cases
-from bad_inputs import FAKE_BIRTH_DATE, FAKE_NAME, BadCase
+from bad_inputs import (
+    EXIT_REFUSED,
+    FAKE_BIRTH_DATE,
+    FAKE_NAME,
+    BadCase,
+    assert_cli_refuses,
+    error_lines,
+    run_ingest,
+)
 
 from echopulse.errors import IngestError
 from echopulse.ingest import read_records
 
 MIN_CASES = 8
-EXIT_REFUSED = 2
 CLI_CASES = ("zip_bomb", "traversal_name", "truncated", "twenty_thousand_members")
 FOLDER_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{6}_[0-9a-f]{12}$")
 
@@ -74,33 +79,11 @@ def test_a_broken_member_ends_read_records_after_the_sound_ones(bad_archives: di
 # ------------------------------------------------------------------------------------------------- CLI
 
 
-def _ingest(archive: Path, out: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "echopulse", "ingest", str(archive), "--out", str(out)]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300, check=False)
-
-
-def _error_lines(stderr: str) -> list[str]:
-    """The CLI's error lines; a progress bar over an archive's ECGs may share stderr (see
-    test_cli_bad_inputs)."""
-    shown = (line.rsplit("\r", 1)[-1] for line in stderr.split("\n"))
-    return [line for line in shown if line.startswith("echopulse: error:")]
-
-
 @pytest.mark.parametrize("name", CLI_CASES)
 def test_cli_refuses_a_broken_archive_with_one_line_and_writes_nothing(
     name: str, bad_archives: dict[str, BadCase], tmp_path: Path
 ) -> None:
-    case = bad_archives[name]
-    out = tmp_path / "out"
-    result = _ingest(case.path, out, cwd=tmp_path)
-    assert result.returncode == EXIT_REFUSED, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("echopulse: error:") and case.path.name in lines[0], lines[0]
-    for stream in (result.stdout, result.stderr):
-        assert "Traceback" not in stream
-        assert FAKE_NAME not in stream and FAKE_BIRTH_DATE not in stream
-    assert not out.exists() or not any(out.iterdir()), sorted(out.rglob("*"))
+    assert_cli_refuses(bad_archives[name], tmp_path)
 
 
 def test_cli_writes_the_sound_members_beside_a_broken_one(
@@ -108,10 +91,10 @@ def test_cli_writes_the_sound_members_beside_a_broken_one(
 ) -> None:
     case = bad_archives["bad_member"]
     out = tmp_path / "out"
-    result = _ingest(case.path, out, cwd=tmp_path)
+    result = run_ingest([case.path], out, cwd=tmp_path)
     assert result.returncode == EXIT_REFUSED, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-    errors = _error_lines(result.stderr)
+    errors = error_lines(result.stderr)
     assert len(errors) == 1 and f"{case.path.name}:ecg_2022-06-30.csv" in errors[0], result.stderr
     folders = sorted(out.iterdir())
     assert len(folders) == len(REAL_ECGS), "the broken member or leftovers in the output"

@@ -4,19 +4,16 @@ CLI (exit 2, one stderr line, no traceback, nothing written), and never with the
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from apple_pdf import printed_birth_date
 from bad_documents import PDF_CASE_NAMES, build_bad_pdf_cases
-from bad_inputs import FAKE_BIRTH_DATE, FAKE_NAME, BadCase
+from bad_inputs import FAKE_BIRTH_DATE, FAKE_NAME, BadCase, assert_cli_refuses
 
 from echopulse.errors import IngestError
 from echopulse.ingest import read_record
 
-EXIT_REFUSED = 2
 CLI_CASES = ("encrypted", "no_trace")
 IDENTITY = (FAKE_NAME, *FAKE_NAME.split(), FAKE_BIRTH_DATE, printed_birth_date(FAKE_BIRTH_DATE))
 
@@ -49,17 +46,4 @@ def test_bad_pdf_is_refused_naming_file_and_problem(name: str, bad_pdfs: dict[st
 def test_cli_refuses_bad_pdf_with_one_line_and_writes_nothing(
     name: str, bad_pdfs: dict[str, BadCase], tmp_path: Path
 ) -> None:
-    case = bad_pdfs[name]
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "echopulse", "ingest", str(case.path), "--out", str(out)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
-    assert result.returncode == EXIT_REFUSED, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("echopulse: error:") and case.path.name in lines[0], lines[0]
-    assert re.search(case.expect, lines[0]), lines[0]
-    for stream in (result.stdout, result.stderr):
-        assert "Traceback" not in stream
-        for text in IDENTITY:
-            assert text not in stream
-    assert not out.exists() or not any(out.iterdir()), sorted(out.rglob("*"))
+    assert_cli_refuses(bad_pdfs[name], tmp_path)

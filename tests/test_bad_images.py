@@ -7,19 +7,16 @@ In process for all cases, and through `python -m echopulse ingest` for two of th
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from bad_images import build_bad_image_cases, image_case_names
-from bad_inputs import BadCase
+from bad_inputs import BadCase, assert_cli_refuses
 
 from echopulse.errors import IngestError
 from echopulse.ingest import read_record
 
 MIN_CASES = 8
-EXIT_REFUSED = 2
 CLI_CASES = ("png_50000_px_wide", "pure_noise")
 
 
@@ -62,14 +59,4 @@ def test_oversized_header_is_refused_before_decoding(bad_images: dict[str, BadCa
 def test_cli_refuses_with_exit_2_and_one_line(
     name: str, bad_images: dict[str, BadCase], tmp_path: Path
 ) -> None:
-    case = bad_images[name]
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "echopulse", "ingest", str(case.path), "--out", str(out)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
-    assert result.returncode == EXIT_REFUSED, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("echopulse: error:") and case.path.name in lines[0], lines[0]
-    assert re.search(case.expect, lines[0]), lines[0]
-    assert "Traceback" not in result.stdout + result.stderr
-    assert not out.exists() or not any(out.iterdir()), sorted(out.rglob("*"))
+    assert_cli_refuses(bad_images[name], tmp_path)

@@ -9,15 +9,12 @@ in process.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from bad_inputs import FAKE_BIRTH_DATE, FAKE_NAME, BadCase, build_bad_corpus
+from bad_inputs import EXIT_REFUSED, BadCase, assert_cli_refuses, build_bad_corpus, error_lines, run_ingest
 
-EXIT_REFUSED = 2
 CLI_CASES = (
     "aw_text_in_sample",
     "wfdb_ten_hours",
@@ -36,36 +33,12 @@ def bad_corpus(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> d
     return {case.name: case for case in cases}
 
 
-def _ingest(files: list[Path], out: Path, fs: float | None, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`python -m echopulse ingest FILES --out OUT [--fs FS]` in its own process, output captured."""
-    command = [sys.executable, "-m", "echopulse", "ingest", *map(str, files), "--out", str(out)]
-    if fs is not None:
-        command += ["--fs", str(fs)]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300, check=False)
-
-
-def _error_lines(stderr: str) -> list[str]:
-    """The CLI's own error lines. With several inputs a progress bar shares stderr; the bar's frames end
-    in carriage returns, and an error must stand on a line of its own once the bar is cleared from it."""
-    shown = (line.rsplit("\r", 1)[-1] for line in stderr.split("\n"))
-    return [line for line in shown if line.startswith("echopulse: error:")]
-
-
 @pytest.mark.parametrize("name", CLI_CASES)
 def test_refused_file_exits_2_with_one_line_and_writes_nothing(
     name: str, bad_corpus: dict[str, BadCase], tmp_path: Path
 ) -> None:
     case = bad_corpus[name]
-    out = tmp_path / "out"
-    result = _ingest([case.path], out, case.fs, cwd=tmp_path)
-    assert result.returncode == EXIT_REFUSED, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("echopulse: error:") and case.path.name in lines[0], lines[0]
-    for stream in (result.stdout, result.stderr):
-        assert "Traceback" not in stream
-        assert FAKE_NAME not in stream and FAKE_BIRTH_DATE not in stream
-    assert not out.exists() or not any(out.iterdir()), sorted(out.rglob("*"))
+    assert_cli_refuses(case, tmp_path)
     if case.marker is not None:
         assert not case.marker.exists(), "the pickle's payload ran"
 
@@ -76,10 +49,10 @@ def test_good_files_complete_beside_a_refused_one(
     """One bad input among good ones fails the run (exit 2) but costs the good ones nothing."""
     bad = bad_corpus["aw_rate_zero"]
     out = tmp_path / "out"
-    result = _ingest([apple_watch_csvs[0], bad.path, apple_watch_csvs[1]], out, None, cwd=tmp_path)
+    result = run_ingest([apple_watch_csvs[0], bad.path, apple_watch_csvs[1]], out, cwd=tmp_path)
     assert result.returncode == EXIT_REFUSED, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-    errors = _error_lines(result.stderr)
+    errors = error_lines(result.stderr)
     assert len(errors) == 1 and bad.path.name in errors[0], result.stderr
     expected = {path.stem for path in apple_watch_csvs[:2]}
     assert {item.name for item in out.iterdir()} == expected, "refused input or leftovers in the output"
