@@ -255,15 +255,8 @@ def _output_folders(files: list[Path], out: Path) -> dict[Path, Path]:
     """One input writes into `out`; several into `out/<file stem>` (made unique when stems repeat)."""
     if len(files) == 1:
         return {files[0]: out}
-    folders: dict[Path, Path] = {}
-    used: set[str] = set()
-    for path in files:
-        name, k = path.stem or "input", 2
-        while name in used:
-            name, k = f"{path.stem}-{k}", k + 1
-        used.add(name)
-        folders[path] = out / name
-    return folders
+    used: set[Path] = set()
+    return {path: _unused(out / (path.stem or "input"), used) for path in files}
 
 
 def _fail(message: str) -> None:
