@@ -15,10 +15,8 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 import warnings
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,19 +24,9 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO / "tests"))
 
 from apple_pdf import build_apple_watch_pdf  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 from echopulse.ingest import read_record, read_records  # noqa: E402
-
-
-def seconds(work: Callable[[], object], repeats: int) -> float:
-    """Median wall time of `work()` after one warm-up call."""
-    work()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def build_export_zip(csvs: list[Path], path: Path, copies: int) -> int:
@@ -63,12 +51,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         pdfs = [build_apple_watch_pdf(csv, work / f"{csv.stem}.pdf") for csv in csvs]
-        t_csv = statistics.mean(seconds(lambda c=c: read_record(c), args.repeats) for c in csvs)
-        t_pdf = statistics.mean(seconds(lambda p=p: read_record(p), args.repeats) for p in pdfs)
-        t_strip = seconds(lambda: read_record(strip), args.repeats)
+        t_csv = statistics.mean(median_seconds(lambda c=c: read_record(c), args.repeats) for c in csvs)
+        t_pdf = statistics.mean(median_seconds(lambda p=p: read_record(p), args.repeats) for p in pdfs)
+        t_strip = median_seconds(lambda: read_record(strip), args.repeats)
         export = work / "export.zip"
         n_ecgs = build_export_zip(csvs, export, copies=10)
-        t_zip = seconds(lambda: list(read_records(export)), max(1, args.repeats // 2))
+        t_zip = median_seconds(lambda: list(read_records(export)), max(1, args.repeats // 2))
     report.update(
         {
             "csv_s_per_file": round(t_csv, 4),

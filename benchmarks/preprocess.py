@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -23,22 +21,12 @@ for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import neurokit2 as nk  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 from echopulse.ingest import read_record  # noqa: E402
 from echopulse.preprocess.offline import preprocess_record  # noqa: E402
 
 DEFAULT_FILE = Path(__file__).resolve().parents[1].parent / "shared/data/apple_watch/ecg_2021-12-17.csv"
-
-
-def seconds(work, repeats: int) -> float:
-    """Median wall time of `work()` after one warm-up call (filter designs are cached on first use)."""
-    work()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -61,9 +49,9 @@ def main() -> None:
 
     with threadpool_limits(limits=1):
         windows = ours()
-        t_ours = seconds(ours, args.repeats)
-        t_parse = seconds(parse_only, args.repeats)
-        t_nk = seconds(neurokit_process, max(3, args.repeats // 5))
+        t_ours = median_seconds(ours, args.repeats)
+        t_parse = median_seconds(parse_only, args.repeats)
+        t_nk = median_seconds(neurokit_process, max(3, args.repeats // 5))
     report = {
         "file": args.file.name,
         "fs": record.fs,

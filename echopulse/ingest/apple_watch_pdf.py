@@ -543,15 +543,7 @@ def _image_record(source: Path, number: int, page: Any, header: _Header) -> ECGR
     digitised = digitise_strip_image(rgb, source=source, dpi=dpi, fs=header.fs)
     meta = {**digitised.meta, **header.meta, "trace_source": "embedded image", "page": number}
     meta["render_dpi"] = dpi
-    return ECGRecord(
-        signal=digitised.signal[:1],
-        fs=digitised.fs,
-        leads=(header.lead,),
-        start=header.start,
-        device=header.device,
-        source_format=SOURCE_FORMAT,
-        meta=meta,
-    )
+    return _record(digitised.signal[0], header, meta)  # digitised at header.fs, the printed rate
 
 
 def _crop_to_images(rgb: np.ndarray, images: list[dict[str, Any]], px_per_pt: float) -> np.ndarray:
