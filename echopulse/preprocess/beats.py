@@ -172,7 +172,8 @@ class BeatTracker:
         start = max(0, hop - self.buffer_n)
         detect = self._detect_buf.view(start, hop)
         quality_signal = self._quality_buf.view(start, hop)
-        peaks = self._find_peaks(detect, self._raw_buf.view(start, hop), at_record_start=start == 0)
+        raw = self._raw_buf.view(start, hop)
+        peaks = self._find_peaks(detect, quality_signal, raw, at_record_start=start == 0)
         lowest = start + self.front_n if start > 0 else 0
         if self._last_peak is not None:
             lowest = max(lowest, self._last_peak + self.refractory_n + 1)
@@ -186,7 +187,12 @@ class BeatTracker:
             beats.append(self._make_beat(int(peak), q, reason))
         return beats
 
-    def _find_peaks(self, detect: np.ndarray, raw: np.ndarray, at_record_start: bool) -> np.ndarray:
+    def _find_peaks(
+        self, detect: np.ndarray, wide: np.ndarray, raw: np.ndarray, at_record_start: bool
+    ) -> np.ndarray:
+        """R-peaks in the buffer: the detector's candidates on its own band, moved to the raw signal's
+        dominant deflection, then kept only where the wide-band (0.5–40 Hz) signal has a QRS upstroke: in
+        a detector's narrow band a QRS stands out less against T waves and baseline."""
         none = np.empty(0, dtype=np.int64)
         if detect.size < round(0.5 * self.fs) or np.ptp(raw) < MIN_QRS_AMPLITUDE_MV:
             return none  # too short to judge, or a flat line (a lead-off electrode): no beats
@@ -207,12 +213,13 @@ class BeatTracker:
         peaks = np.unique(_refine(raw, peaks[(peaks >= 0) & (peaks < detect.size)], self.refine_span))
         if peaks.size == 0:
             return peaks
-        steepness = _steepness(detect, peaks, round(SLOPE_HALF_WIDTH_S * self.fs))
-        keep = _strongest_per_qrs(peaks, steepness, self.refractory_n)
-        peaks, steepness = peaks[keep], steepness[keep]
-        noise_floor = np.median(np.abs(np.diff(detect)))
-        typical = np.percentile(steepness, 75)
-        return peaks[(steepness >= SLOPE_GATE * typical) & (steepness >= NOISE_GATE * noise_floor)]
+        half_width = round(SLOPE_HALF_WIDTH_S * self.fs)
+        keep = _strongest_per_qrs(peaks, _steepness(detect, peaks, half_width), self.refractory_n)
+        peaks = peaks[keep]
+        qrs = _is_qrs(detect, peaks, half_width)
+        if not qrs.all():  # the wide band is asked only about what the detector's band turned down
+            qrs |= _is_qrs(wide, peaks, half_width)
+        return peaks[qrs]
 
     def _make_beat(self, peak: int, quality: float, reason: str | None) -> Beat:
         # RR runs from the last accepted beat: a refused beat is most often a false detection, and an
@@ -243,19 +250,28 @@ the steepest slope near any peak is only ~4.5 times the median, so peaks under 8
 SLOPE_HALF_WIDTH_S = 0.05
 
 
-def _steepness(detect: np.ndarray, peaks: np.ndarray, half_width: int) -> np.ndarray:
-    """Steepest slope of the detection signal within `half_width` of each peak.
-
-    It is what tells a QRS from what neurokit2's detectors also report at times: they set their threshold
-    over the last second or so, so in a pause (MIT-BIH 232 has pauses of up to 6 s) they mark baseline
-    noise, after a tall beat sometimes its T wave, and while learning a P wave. All of these rise far
-    more slowly than a QRS, so a peak is kept only when its upstroke reaches `SLOPE_GATE` of the 75th
-    percentile over the 8-s buffer, which leaves small but real beats alone.
-    """
-    slope = np.abs(np.diff(detect, prepend=detect[:1]))
+def _steepness(signal: np.ndarray, peaks: np.ndarray, half_width: int) -> np.ndarray:
+    """Steepest slope of `signal` within `half_width` of each peak."""
+    slope = np.abs(np.diff(signal, prepend=signal[:1]))
     offsets = np.arange(-half_width, half_width + 1)
-    index = np.clip(peaks[:, None] + offsets, 0, detect.size - 1)
+    index = np.clip(peaks[:, None] + offsets, 0, signal.size - 1)
     return slope[index].max(axis=1)
+
+
+def _is_qrs(signal: np.ndarray, peaks: np.ndarray, half_width: int) -> np.ndarray:
+    """Which peaks have a QRS upstroke in `signal`: steep against the buffer's other peaks and its noise.
+
+    neurokit2's detectors set their threshold over the last second or so, so in a pause (MIT-BIH 232 has
+    pauses of up to 6 s) they mark baseline noise, after a tall beat sometimes its T wave, and while
+    learning a P wave. All of these rise far more slowly than a QRS: a peak must reach `SLOPE_GATE` of the
+    75th percentile of the buffer's peaks and `NOISE_GATE` times its median slope. The caller asks two
+    bands and keeps a peak either passes: a detector's narrow band favours normal beats beside tall
+    PVCs (MIT-BIH 106), the wide band the fragmented QS complexes of an infarct (PTB s0010_re, lead II).
+    """
+    steepness = _steepness(signal, peaks, half_width)
+    noise_floor = np.median(np.abs(np.diff(signal)))
+    typical = np.percentile(steepness, 75)
+    return (steepness >= SLOPE_GATE * typical) & (steepness >= NOISE_GATE * noise_floor)
 
 
 def _strongest_per_qrs(peaks: np.ndarray, steepness: np.ndarray, refractory: int) -> np.ndarray:
