@@ -173,6 +173,19 @@ def test_record_232_keeps_its_long_pauses(arrhythmia_beats: dict) -> None:
 # --- (d) Apple Watch exports --------------------------------------------------------------------------
 
 
+def test_infarct_qs_complexes_in_ptb_lead_ii_are_found(shared_data: Path) -> None:
+    """PTB s0010_re (infero-lateral infarct): lead II has small, fragmented QS complexes under tall T waves,
+    a regular 81 bpm. Every beat must be found on it, as on lead I, where the QRS is ordinary."""
+    record = wfdb.rdrecord(str(shared_data / "wfdb" / "s0010_re"))
+    for lead in ("i", "ii"):
+        signal = record.p_signal[:, record.sig_name.index(lead)]
+        beats = find_beats(signal, record.fs)
+        rr = np.diff([b.r_peak_s for b in beats])
+        expected = record.sig_len / record.fs / np.median(rr)
+        assert abs(len(beats) - expected) <= 1.5, f"lead {lead}: {len(beats)} beats, expected ≈{expected:.1f}"
+        assert rr.max() < 1.6 * np.median(rr), f"lead {lead}: a beat is missing (RR up to {rr.max():.2f} s)"
+
+
 def test_apple_watch_rates_and_counts(apple_watch_csvs: list[Path]) -> None:
     assert apple_watch_csvs, "no Apple Watch exports found"
     for path in apple_watch_csvs:

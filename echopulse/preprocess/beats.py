@@ -72,6 +72,7 @@ class DetectorSettings:
     refine_ahead_s: float = 0.05
     final_guard_s: float = 0.1
     lead_in_s: float = 2.0
+    tip_s: float = 0.05
 
 
 @lru_cache(maxsize=32)
@@ -120,6 +121,7 @@ class BeatTracker:
         self.refine_span = (round(s.refine_back_s * self.fs), round(s.refine_ahead_s * self.fs))
         self.final_guard_n = round(s.final_guard_s * self.fs)
         self.lead_in_n = round(s.lead_in_s * self.fs)
+        self.tip_n = round(s.tip_s * self.fs)
         keep = self.buffer_n + self.hop_n
         self._detect_buf = _TrailingBuffer(keep)
         self._quality_buf = self._detect_buf if self._same_filters else _TrailingBuffer(keep)
@@ -210,7 +212,8 @@ class BeatTracker:
             return none
         # A peak found in the mirror image stands for its original (an R at 65 ms and its mirror merge).
         peaks = np.abs(np.asarray(found["ECG_R_Peaks"], dtype=np.int64) - lead_in)
-        peaks = np.unique(_refine(raw, peaks[(peaks >= 0) & (peaks < detect.size)], self.refine_span))
+        peaks = peaks[(peaks >= 0) & (peaks < detect.size)]
+        peaks = np.unique(_refine(raw, wide, peaks, self.refine_span, self.tip_n))
         if peaks.size == 0:
             return peaks
         half_width = round(SLOPE_HALF_WIDTH_S * self.fs)
@@ -287,24 +290,27 @@ def _strongest_per_qrs(peaks: np.ndarray, steepness: np.ndarray, refractory: int
     return np.array(kept, dtype=np.int64)
 
 
-def _refine(signal: np.ndarray, peaks: np.ndarray, span: tuple[int, int]) -> np.ndarray:
-    """Move each peak to the QRS's dominant deflection in the raw signal, from `span[0]` samples before to
-    `span[1]` after: the R-peak itself, not where a causal filter, a detector's narrow band or its
-    integrator put it (those lag, hence the longer look back).
+def _refine(
+    raw: np.ndarray, wide: np.ndarray, peaks: np.ndarray, span: tuple[int, int], tip: int
+) -> np.ndarray:
+    """Move each peak onto its QRS's dominant deflection in the raw signal: the R-peak itself, not where
+    a causal filter, a detector's narrow band or its integrator put it.
 
-    Dominant means farthest from the window's median, up or down: ectopic beats of MIT-BIH 106 point
-    down in lead II, and their fiducial point is their tip, not a small positive notch beside it. Baseline
-    wander is flat over these 170 ms, so raw samples serve.
+    First the steepest point of the wide-band signal from `span[0]` samples before to `span[1]` after
+    (detectors lag, hence the longer look back): that is the QRS, not a tall T wave beside it. Then,
+    within `tip` samples of it, the raw sample farthest from the local median, up or down: ectopic beats
+    of MIT-BIH 106 point down in lead II, and their fiducial point is their tip, not a small notch.
     """
     if peaks.size == 0:
         return peaks
-    offsets = np.arange(-span[0], span[1] + 1)
-    for _ in range(2):  # a second look from the first answer reaches an R a detector placed too late
-        index = np.clip(peaks[:, None] + offsets, 0, signal.size - 1)
-        around = signal[index]
-        deviation = np.abs(around - np.median(around, axis=1, keepdims=True))
-        peaks = index[np.arange(peaks.size), np.argmax(deviation, axis=1)]
-    return peaks
+    rows = np.arange(peaks.size)
+    slope = np.abs(np.diff(wide, prepend=wide[:1]))
+    index = np.clip(peaks[:, None] + np.arange(-span[0], span[1] + 1), 0, raw.size - 1)
+    steepest = index[rows, np.argmax(slope[index], axis=1)]
+    index = np.clip(steepest[:, None] + np.arange(-tip, tip + 1), 0, raw.size - 1)
+    around = raw[index]
+    deviation = np.abs(around - np.median(around, axis=1, keepdims=True))
+    return index[rows, np.argmax(deviation, axis=1)]
 
 
 class _TrailingBuffer:
