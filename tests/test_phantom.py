@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageSequence
 
 from echopulse.cli import main
+from echopulse.echo.apical4c import MAX_HALF_ANGLE_DEG, draw_anatomy, lv_angle_needed_deg
 from echopulse.echo.ecg_phantom import CLOSING_R_S, LEADS
 from echopulse.echo.phantom import PhantomError, area_length_ml, make_phantom
 from echopulse.echo.shards import write_shards
@@ -78,6 +79,18 @@ def test_labels_are_consistent(samples: list) -> None:
         assert (
             area_length_ml(area_cm2, extent_cm * 1.3) < lab.edv_ml < area_length_ml(area_cm2, extent_cm * 0.8)
         )
+
+
+def test_the_labelled_lv_is_imaged_in_every_frame(samples: list) -> None:
+    """The label describes what is imaged: no labelled LV pixel lies outside the sector, in any frame, and
+    the LV keeps its wall margin inside the fan (the anatomy is fitted to the sector when drawn)."""
+    for s in samples + [make_phantom(seed, size=128, frames=11) for seed in range(300, 306)]:
+        imaged = s.clip.max(axis=0) > 0
+        assert not (s.labels.lv_mask & ~imaged[None]).any(), s.seed
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        anatomy = draw_anatomy(rng, float(rng.uniform(15, 75)))
+        assert lv_angle_needed_deg(anatomy) <= anatomy.half_angle_deg <= MAX_HALF_ANGLE_DEG
 
 
 def test_fps_layout_and_fixed_heart_rate() -> None:

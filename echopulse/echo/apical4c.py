@@ -5,6 +5,8 @@ screen. The heart's long axis is tilted a few degrees off the sector's centre li
 right, the RV on its left (the usual display), the atria below them across the mitral and tricuspid annuli.
 Chambers are (truncated) ellipses whose sizes follow the cycle: the LV apex stays put while the base
 descends in systole, the walls thicken as the cavity shrinks, the atria fill while the ventricles empty.
+A drawn anatomy is fitted to its sector (`fit_lv_in_sector`): the whole LV and a margin of its wall are
+always imaged, as in an acquired apical view, so no labelled LV lies outside the fan.
 
 Per sample everything static is computed once (pixel grid in cm, sector mask, attenuation, a slowly varying
 dropout map, two complex speckle fields blurred on the polar grid (axially and, more, laterally) and
@@ -17,7 +19,7 @@ depth attenuation × gain, compressed with a power law; black outside the sector
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -25,6 +27,15 @@ from scipy.ndimage import gaussian_filter
 #: the LV cavity is an ellipse truncated this far past its centre (as a fraction of its long semi-axis),
 #: so the mitral annulus is narrower than the ventricle
 BASE_CUT = 0.55
+
+MAX_HALF_ANGLE_DEG = 45.0
+"""The widest sector a fitted anatomy may use (a 90° apical fan, what scanners offer)."""
+
+LV_MARGIN_CM = 0.5
+"""Wall kept in view beyond the LV cavity on every side: an edge needs tissue on its far side to be seen."""
+
+LV_MARGIN_DEG = 2.0
+"""Angular clearance between that wall and the sector edge, past the dimmed, soft edge of the fan."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +77,9 @@ class Anatomy:
 
 
 def draw_anatomy(rng: np.random.Generator, ef_target: float) -> Anatomy:
+    """A random anatomy, fitted so the whole LV (and a margin of its wall) is inside the imaged sector."""
     u = rng.uniform
-    return Anatomy(
+    drawn = Anatomy(
         depth_cm=u(16.0, 19.5),
         half_angle_deg=u(32.0, 40.0),
         sector_radius=u(0.84, 0.95),
@@ -101,6 +113,51 @@ def draw_anatomy(rng: np.random.Generator, ef_target: float) -> Anatomy:
         ef_target=ef_target,
         rv_ef_target=float(np.clip(ef_target * u(0.8, 1.0), 15.0, 70.0)),
     )
+    return fit_lv_in_sector(drawn)
+
+
+def lv_outline_xy(a: Anatomy, grow_cm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Screen coordinates (x, y in cm, transducer at the origin) of the end-diastolic LV cavity's outline
+    grown by `grow_cm`, the largest the LV gets (every other frame's cavity lies inside it)."""
+    tilt = np.deg2rad(a.tilt_deg)
+    beta = np.arctan(a.cone * a.lv_width_cm / a.lv_length_cm)
+    semi = a.lv_length_cm / (1 + BASE_CUT)
+    phi = np.linspace(0.0, 2.0 * np.pi, 361)
+    lu = semi + (semi + grow_cm) * np.cos(phi)
+    lv = (a.lv_width_cm + grow_cm) * np.sin(phi)
+    keep = lu <= a.lv_length_cm + grow_cm
+    lu, lv = lu[keep], lv[keep]
+    u = a.apex_cm + lu * np.cos(beta) - lv * np.sin(beta)
+    v = a.septum_cm / 2 + 0.3 + lu * np.sin(beta) + lv * np.cos(beta)
+    x = a.centre_cm + u * np.sin(tilt) + v * np.cos(tilt)
+    y = u * np.cos(tilt) - v * np.sin(tilt)
+    return x, y
+
+
+def lv_angle_needed_deg(a: Anatomy) -> float:
+    """Half-angle of the narrowest centred sector holding the LV, its wall margin and the angular margin."""
+    x, y = lv_outline_xy(a, LV_MARGIN_CM)
+    return float(np.rad2deg(np.abs(np.arctan2(x, y))).max()) + LV_MARGIN_DEG
+
+
+def fit_lv_in_sector(a: Anatomy) -> Anatomy:
+    """Widen the sector (up to `MAX_HALF_ANGLE_DEG`), then turn the heart towards the centre line, until
+    the LV fits in the fan with margins.
+
+    A sonographer acquires an apical view with the LV in view; a phantom that cropped it would label
+    cavity no image shows. Turning the long axis (tilt) about the transducer moves every point's angle by
+    about the same amount, so a few steps close the gap; the RV, on the other side, may then reach the
+    fan's edge, as it often does in real apical views.
+    """
+    need = lv_angle_needed_deg(a)
+    a = replace(a, half_angle_deg=float(np.clip(need, a.half_angle_deg, MAX_HALF_ANGLE_DEG)))
+    for _ in range(8):
+        excess = lv_angle_needed_deg(a) - a.half_angle_deg
+        if excess <= 0.0:
+            break
+        a = replace(a, tilt_deg=a.tilt_deg - excess - 0.1)
+    depth_needed = float(np.hypot(*lv_outline_xy(a, LV_MARGIN_CM)).max()) + LV_MARGIN_CM
+    return replace(a, depth_cm=max(a.depth_cm, depth_needed))
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,15 @@ No learned weights, so the same code judges the phantom, the generator's output 
 2. each frame is smoothed and thresholded (one Otsu threshold over the fan for the whole clip, so that a
    darker systolic frame does not move the boundary) into dark "blood" pixels;
 3. a small opening cuts the thin leaks a valve gap or a speckle gap opens into the atrium or the RV;
-4. the LV is picked in a seed frame by a shape-and-place prior (the largest dark region right of the
-   apex and in the upper part of the fan, as the LV sits in the standard apical display), then followed
-   frame by frame as the dark region that overlaps the previous frame's LV most.
+4. the LV is picked in a seed frame by a shape-and-place prior (the largest, most convex dark region right
+   of the apex and in the upper part of the fan, as the LV sits in the standard apical display), then
+   followed frame by frame as the dark region that overlaps the previous frame's LV most, together with
+   any piece lying mostly inside it (a systolic apical tip the opening split off);
+5. each frame's cavity is kept inside the largest frame's (the walls move inwards in systole), grown a
+   little towards the wall and filled to its orthogonal hull; areas are sub-pixel (partial volume).
+
+End-diastole is the first frame of the largest-volume plateau, end-systole the smallest volume, as the
+phantom's labels define them (largest and smallest LV).
 
 Volumes use the single-plane area–length formula V = 8·A²/(3·π·L), with L the cavity's extent along its
 principal axis (apex to mitral plane for an LV-shaped mask). With `px_per_cm` the volumes are in ml,
@@ -42,15 +48,26 @@ of its area, has leaked into a neighbour (a ventricle's wall moves only a pixel 
 LV_ZONE_DEPTH = 0.7
 """The LV's base lies above this fraction of the fan depth in an apical view (the atria lie below)."""
 
-EDGE_LEVEL_SPLIT = 0.4
-"""Where the final cavity edge sits: half-way from blood to tissue, the middle of a blurred wall edge."""
+EDGE_LEVEL_SPLIT = 0.2
+"""How far the binary cavity grows: to a fifth of the way from blood to tissue, just short of the wall.
+
+The sub-pixel edge comes from `partial_volume_areas`, which weighs the boundary band by intensity; the
+binary mask only has to reach that band. Growing further (half-way, where a blurred edge crosses) lets
+the speckle-dark patches of a wall in dropout join the cavity, and the hull then fills the bump."""
+
+INSIDE_SHARE = 0.6
+"""A dark component with at least this share of its pixels inside the previous frame's LV is LV too."""
 
 OPENING_STEPS = 4
 MIN_SOLIDITY = 0.85
 """The seed LV must be at least this convex (area / hull area) before the opening stops growing."""
 
-PLATEAU_SHARE = 0.1
-"""Frames within this share of the volume range from the largest (smallest) volume tie for ED (ES)."""
+ED_PLATEAU_SHARE = 0.1
+"""Frames within this share of the volume range from the largest volume tie for ED; the first is ED."""
+
+ES_PLATEAU_SHARE = 0.0
+"""The same for ES. Ejection slows into end-systole, so the frame before it is often within a few percent
+of the smallest volume; any tolerance there picks a frame early and reads its larger volume as ESV."""
 
 MIN_CYCLES_FOR_PERIODICITY = 1.6
 """Below this many cycles the autocorrelation peak is too ill-defined to time a heartbeat."""
@@ -163,6 +180,7 @@ def _segment(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     below_edge = (smooth < edge_level) & inside & limit[None]
     tissue = (smooth >= edge_level) & fan[None]
     grown = _grow_to_edge(core, below_edge, size)
+    grown = _within_largest(grown, grown.sum(axis=(1, 2)), max(1, round(size / 64)))
     return _convex_cavity(grown, fan & limit), tissue
 
 
@@ -365,10 +383,36 @@ def _next_mask(frame_labels: np.ndarray, previous: np.ndarray, scores: np.ndarra
     """This frame's LV given the previous frame's: the best-overlapping component, leaks cut back."""
     chosen = _overlapping(frame_labels, previous, scores)
     mask = frame_labels == chosen if chosen else np.zeros_like(previous)
+    mask |= _mostly_inside(frame_labels, previous)
     reach = ndimage.binary_dilation(previous, iterations=grow)
     if (mask & ~reach).sum() > LEAK_SHARE * previous.sum():
         mask = _largest_component(mask & reach)
     return mask
+
+
+def _mostly_inside(frame_labels: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Components lying mostly (≥ `INSIDE_SHARE`) inside the previous frame's LV: pieces of this LV.
+
+    In systole the thin apical tip blurs nearly shut and the opening splits it from the rest of the
+    cavity; following only the best-overlapping piece would drop the tip, shortening the cavity and
+    its area exactly at end-systole. A piece inside the last LV cannot be the atrium or the RV.
+    """
+    sizes = np.bincount(frame_labels.ravel())
+    inside = np.bincount(frame_labels[previous], minlength=sizes.size)
+    keep = inside >= INSIDE_SHARE * np.maximum(sizes, 1)
+    keep[0] = False
+    return keep[frame_labels]
+
+
+def _within_largest(masks: np.ndarray, areas: np.ndarray, margin: int) -> np.ndarray:
+    """Every frame's mask cut to the largest frame's mask grown by `margin` pixels.
+
+    The apex stays put and the walls move inwards in systole, so each frame's cavity lies within the
+    end-diastolic one; what a smaller frame has outside it leaked through a wall dropout (often the
+    thin lateral wall at the edge of the fan into the dark around the heart).
+    """
+    reference = ndimage.binary_dilation(masks[int(np.argmax(areas))], iterations=margin)
+    return masks & reference[None]
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -405,10 +449,20 @@ def _prior_scores(labels: np.ndarray, fan: np.ndarray, min_area: float) -> np.nd
 
 
 def _seed_frame(labels: np.ndarray, scores: np.ndarray) -> int:
-    """The frame whose best candidate scores highest: usually end-diastole, where the LV is largest and
-    its walls are clearest, so the frame-to-frame tracking starts from the most reliable mask."""
-    best = [scores[np.unique(frame)].max(initial=0.0) for frame in labels]
-    return int(np.argmax(best))
+    """The frame whose best candidate scores highest, weighted by how convex it is: usually end-diastole,
+    where the LV is largest and its walls are clearest, so the frame-to-frame tracking starts from the
+    most reliable mask.
+
+    The weight (solidity squared) keeps a frame whose LV joined the atrium through the open mitral valve
+    from winning on size alone: the joined cavity is an hourglass, far from convex, and with a large
+    heart the atrium still lies in the upper fan, where the place prior alone would count it as LV.
+    """
+    best_ids = np.array([_best_in_frame(frame, scores) for frame in labels])
+    best = labels == best_ids[:, None, None]
+    best &= (best_ids > 0)[:, None, None]
+    solidity = best.sum(axis=(1, 2)) / np.maximum(orthogonal_hull(best).sum(axis=(1, 2)), 1)
+    weighted = np.where(best_ids > 0, scores[best_ids] * solidity**2, 0.0)
+    return int(np.argmax(weighted))
 
 
 def _best_in_frame(frame_labels: np.ndarray, scores: np.ndarray) -> int:
@@ -450,20 +504,22 @@ def area_length_volume(area_px: np.ndarray, long_axis_px: np.ndarray, px_per_cm:
 
 
 def ed_es_frames(volumes: np.ndarray, frames_per_cycle: int | None = None) -> tuple[int, int]:
-    """End-diastole and end-systole frames: the first frame of the largest- and smallest-volume plateaus.
+    """End-diastole: the first frame of the largest-volume plateau; end-systole: the smallest volume.
 
-    Volume is flat through isovolumic contraction (just after ED) and isovolumic relaxation (just after
-    ES), so two or three frames tie within measurement noise; ED and ES are where those plateaus begin
-    (the R-peak and the end of ejection). A frame belongs to a plateau when it is within
-    `PLATEAU_SHARE` of the volume range from the extreme. Only the first cycle is searched when the
-    layout gives one, so ED and ES belong to the same beat.
+    Volume is flat through isovolumic contraction (just after ED), and diastasis and the atrial kick
+    (just before the next ED) come within a few percent of it, so frames tie within measurement noise
+    there; ED is where the plateau begins (the R-peak), a frame belonging to it when it is within
+    `ED_PLATEAU_SHARE` of the volume range from the largest. End-systole is the smallest volume itself
+    (`ES_PLATEAU_SHARE` = 0): ejection slows into it, so a tolerance would pick the frame before and
+    read its larger volume as ESV. Only the first cycle is searched when the layout gives one, so ED and
+    ES belong to the same beat.
     """
     n = len(volumes)
     span = n if frames_per_cycle is None else max(3, min(n, frames_per_cycle))
     first = np.asarray(volumes[:span], dtype=np.float64)
-    tolerance = PLATEAU_SHARE * float(first.max() - first.min())
-    ed = int(np.flatnonzero(first >= first.max() - tolerance)[0])
-    es = int(np.flatnonzero(first <= first.min() + tolerance)[0])
+    span_volume = float(first.max() - first.min())
+    ed = int(np.flatnonzero(first >= first.max() - ED_PLATEAU_SHARE * span_volume)[0])
+    es = int(np.flatnonzero(first <= first.min() + ES_PLATEAU_SHARE * span_volume)[0])
     return ed, es
 
 

@@ -5,7 +5,9 @@
 - Cycle (`heart_cycle`): end-diastole at the R-peak, ejection after the QRS, end-systole at the T end,
   rapid filling, diastasis, atrial kick after the P wave.
 - Echo (`apical4c`): sector, speckle, attenuation, chambers moving with the cycle; depth, sector angle, gain,
-  wall thickness, chamber sizes, tilt and noise are drawn per sample.
+  wall thickness, chamber sizes, tilt and noise are drawn per sample; the sector is then widened (up to a
+  90° fan) and the heart turned towards the centre line until the whole LV, with a margin of its wall,
+  is inside the sector in every frame, so the labels describe what the clip images.
 
 EF coupling rule (see `heart_cycle.target_ef`):
 
