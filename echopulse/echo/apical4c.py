@@ -9,11 +9,12 @@ A drawn anatomy is fitted to its sector (`fit_lv_in_sector`): the whole LV and a
 always imaged, as in an acquired apical view, so no labelled LV lies outside the fan.
 
 Per sample everything static is computed once (pixel grid in cm, sector mask, attenuation, a slowly varying
-dropout map, two complex speckle fields blurred on the polar grid (axially and, more, laterally) and
-resampled to the image); per frame only the chamber shapes are evaluated and the speckle is rotated between
-its two fields, so consecutive frames decorrelate slowly, as a real scanner's do.
+dropout map with faint per-beam streaks, two complex speckle fields blurred on the polar grid (axially and,
+more, laterally) and resampled to the image); per frame only the chamber shapes are evaluated and the
+speckle is rotated between its two fields, so consecutive frames decorrelate slowly, as a real scanner's do.
 
-The image: echogenicity (blood ≈ 0, myocardium bright, annuli and leaflets brightest) × Rayleigh speckle ×
+The image: echogenicity (blood ≈ 0, faint textured tissue around the heart, myocardium bright, the
+septum brighter, annuli and leaflets brightest) × Rayleigh speckle ×
 depth attenuation × gain, compressed with a power law; black outside the sector.
 """
 
@@ -28,8 +29,14 @@ from scipy.ndimage import gaussian_filter
 #: so the mitral annulus is narrower than the ventricle
 BASE_CUT = 0.55
 
-MAX_HALF_ANGLE_DEG = 45.0
-"""The widest sector a fitted anatomy may use (a 90° apical fan, what scanners offer)."""
+MAX_HALF_ANGLE_DEG = 35.0
+"""The widest sector a fitted anatomy may use (a 70° apical fan; acquired A4C views use about 60–75°)."""
+
+SEPTUM_BRIGHTNESS = 1.3
+"""The septum's echogenicity relative to the free walls (it is usually the brightest wall in an A4C view)."""
+
+MAX_TILT_DEG = 12.0
+"""How far the fit may turn the heart's long axis off the sector's centre line."""
 
 LV_MARGIN_CM = 0.5
 """Wall kept in view beyond the LV cavity on every side: an edge needs tissue on its far side to be seen."""
@@ -42,7 +49,7 @@ LV_MARGIN_DEG = 2.0
 class Anatomy:
     """What is drawn per sample (lengths in cm, angles in degrees)."""
 
-    depth_cm: float
+    depth_cm: float  # drawn: the margin below the atria; fitted (`fit_lv_in_sector`): the imaged depth
     half_angle_deg: float
     sector_radius: float  # fraction of the image height
     gain: float
@@ -80,32 +87,32 @@ def draw_anatomy(rng: np.random.Generator, ef_target: float) -> Anatomy:
     """A random anatomy, fitted so the whole LV (and a margin of its wall) is inside the imaged sector."""
     u = rng.uniform
     drawn = Anatomy(
-        depth_cm=u(16.0, 19.5),
-        half_angle_deg=u(32.0, 40.0),
+        depth_cm=u(0.3, 1.0),  # margin below the atria's floor; `fit_lv_in_sector` adds the heart
+        half_angle_deg=u(28.0, 33.0),
         sector_radius=u(0.84, 0.95),
         gain=u(0.85, 1.2),
         gamma=u(0.65, 0.85),
         attenuation_per_cm=u(0.02, 0.06),
-        tilt_deg=u(-8.0, 8.0),
-        cone=u(0.9, 1.2),
-        centre_cm=u(-0.6, 0.4),
-        apex_cm=u(1.8, 3.0),
-        lv_length_cm=u(7.3, 9.0),
-        lv_width_cm=u(1.9, 2.4),
-        lv_wall_cm=u(0.6, 1.0),
-        septum_cm=u(0.7, 1.1),
-        rv_length_ratio=u(0.72, 0.88),
+        tilt_deg=u(-6.0, 6.0),
+        cone=u(0.7, 1.0),
+        centre_cm=u(-1.0, -0.2),
+        apex_cm=u(1.8, 2.5),
+        lv_length_cm=u(7.8, 9.3),
+        lv_width_cm=u(1.8, 2.25),
+        lv_wall_cm=u(0.55, 0.85),
+        septum_cm=u(0.7, 1.0),
+        rv_length_ratio=u(0.74, 0.88),
         rv_width_ratio=u(0.75, 0.95),
-        rv_wall_cm=u(0.45, 0.7),
-        la_length_cm=u(4.3, 5.5),
-        la_width_cm=u(1.9, 2.5),
+        rv_wall_cm=u(0.3, 0.5),
+        la_length_cm=u(3.6, 4.6),
+        la_width_cm=u(1.7, 2.3),
         ra_length_cm=u(4.0, 5.2),
-        ra_width_cm=u(1.7, 2.3),
+        ra_width_cm=u(1.5, 2.1),
         myo_level=u(0.4, 0.65),
-        peri_level=u(0.35, 0.75),
+        peri_level=u(0.3, 0.6),
         specular=u(1.0, 2.5),
-        blood_level=u(0.005, 0.02),
-        background_level=u(0.0, 0.02),
+        blood_level=u(0.008, 0.025),
+        background_level=u(0.03, 0.07),
         haze=u(0.0, 0.15),
         speckle_axial_px=u(1.2, 1.7),
         speckle_lateral_px=u(2.2, 3.2),
@@ -141,8 +148,8 @@ def lv_angle_needed_deg(a: Anatomy) -> float:
 
 
 def fit_lv_in_sector(a: Anatomy) -> Anatomy:
-    """Widen the sector (up to `MAX_HALF_ANGLE_DEG`), then turn the heart towards the centre line, until
-    the LV fits in the fan with margins.
+    """Widen the sector (up to `MAX_HALF_ANGLE_DEG`), then turn the heart towards the centre line (up to
+    `MAX_TILT_DEG`) and, if still needed, move it deeper, until the LV fits in the fan with margins.
 
     A sonographer acquires an apical view with the LV in view; a phantom that cropped it would label
     cavity no image shows. Turning the long axis (tilt) about the transducer moves every point's angle by
@@ -151,13 +158,21 @@ def fit_lv_in_sector(a: Anatomy) -> Anatomy:
     """
     need = lv_angle_needed_deg(a)
     a = replace(a, half_angle_deg=float(np.clip(need, a.half_angle_deg, MAX_HALF_ANGLE_DEG)))
-    for _ in range(8):
-        excess = lv_angle_needed_deg(a) - a.half_angle_deg
+    for _ in range(60):
+        x, y = lv_outline_xy(a, LV_MARGIN_CM)
+        theta = np.rad2deg(np.arctan2(x, y))
+        excess = float(np.abs(theta).max()) + LV_MARGIN_DEG - a.half_angle_deg
         if excess <= 0.0:
             break
-        a = replace(a, tilt_deg=a.tilt_deg - excess - 0.1)
+        lean = float(theta.max() + theta.min()) / 2  # > 0: the LV's outline leans to the right
+        if abs(lean) > 0.5 and abs(a.tilt_deg) < MAX_TILT_DEG:
+            tilt = float(np.clip(a.tilt_deg - np.clip(lean, -2.0, 2.0), -MAX_TILT_DEG, MAX_TILT_DEG))
+            a = replace(a, tilt_deg=tilt)
+        else:  # a heart further from the transducer subtends a smaller angle
+            a = replace(a, apex_cm=a.apex_cm + 0.2)
     depth_needed = float(np.hypot(*lv_outline_xy(a, LV_MARGIN_CM)).max()) + LV_MARGIN_CM
-    return replace(a, depth_cm=max(a.depth_cm, depth_needed))
+    floor = a.apex_cm + a.lv_length_cm + 0.3 + a.la_length_cm  # the atria's floor (see `render`)
+    return replace(a, depth_cm=max(floor + a.depth_cm, depth_needed))
 
 
 @dataclass(frozen=True)
@@ -196,7 +211,7 @@ class Apical4CRenderer:
         self.sector = sector
         # depth attenuation (after time-gain compensation: what is left), a dim near field
         self.depth_gain = np.exp(-a.attenuation_per_cm * r) * np.clip(0.55 + r / 3.0, 0.0, 1.0) * edge_dim
-        self.edge_cm = 0.12 + 0.02 * r  # lateral resolution worsens with depth
+        self.edge_cm = 0.14 + 0.02 * r  # resolution worsens with depth
         # near-field clutter and the bright ring-down at the transducer
         self.near_haze = a.haze * np.exp(-r / 2.5) + 0.9 * np.exp(-r / 0.45)
 
@@ -205,10 +220,14 @@ class Apical4CRenderer:
         low /= low.std() + 1e-9
         mid = gaussian_filter(rng.standard_normal((size, size)), sigma=size / 40, mode="reflect")
         mid /= mid.std() + 1e-9
-        self.dropout = np.clip(1.0 + 0.4 * low + 0.25 * mid, 0.15, 1.8)
+        # per-beam gain: a few beams brighter, others in dropout (streaks along the beam, as in real fans)
+        beams = gaussian_filter(rng.standard_normal(size), sigma=size / 24, mode="wrap")
+        beams /= beams.std() + 1e-9
+        t_norm = np.clip((theta / half + 1.0) / 2.0 * (size - 1), 0, size - 1).astype(np.intp)
+        self.dropout = np.clip(1.0 + 0.4 * low + 0.25 * mid + 0.1 * beams[t_norm], 0.15, 2.0)
         low2 = gaussian_filter(rng.standard_normal((size, size)), sigma=size / 20, mode="reflect")
         low2 /= low2.std() + 1e-9
-        self.background = a.background_level * np.clip(1.0 + 0.6 * low2, 0.1, 2.5)
+        self.background = a.background_level * np.clip(1.0 + 0.5 * low2, 0.5, 2.5)
 
         # speckle: two complex Gaussian fields on the polar grid, blurred, resampled to the image grid
         n_r = n_t = size
@@ -224,7 +243,7 @@ class Apical4CRenderer:
             fields.append((f / (f.std() + 1e-9))[r_idx, t_idx])
         self.speckle = fields  # re A, im A, re B, im B; |.| is Rayleigh with mean sqrt(pi/2)
         self.speckle_norm = 1.0 / np.sqrt(np.pi / 2)
-        self.blur_px = 0.6 * size / 128
+        self.blur_px = 0.75 * size / 128
         self.rx, self.ry = self.x / np.maximum(r, 1e-6), self.y / np.maximum(r, 1e-6)
 
         tilt = np.deg2rad(a.tilt_deg)
@@ -362,14 +381,23 @@ class Apical4CRenderer:
         ra_a = (floor - 0.2 - tv_mid[0] - 0.25) / 2
         la_c = (mv_mid[0] + 0.25 + la_a, 0.15 + a.la_width_cm)
         ra_c = (tv_mid[0] + 0.25 + ra_a, -0.15 - a.ra_width_cm)
-        la_cav = self._ellipse(uv, *la_c, la_a, la_w)
-        la_out = self._ellipse(uv, *la_c, la_a + 0.4, la_w + 0.4)
-        ra_cav = self._ellipse(uv, *ra_c, ra_a, ra_w)
-        ra_out = self._ellipse(uv, *ra_c, ra_a + 0.4, ra_w + 0.4)
+        # atria are egg-shaped, widening towards their floor (the v coordinate is squeezed near the annulus)
+        la_uv = (
+            self.u,
+            la_c[1] + (self.v - la_c[1]) / (1.0 + 0.18 * np.clip((self.u - la_c[0]) / la_a, -1, 1)),
+        )
+        ra_uv = (
+            self.u,
+            ra_c[1] + (self.v - ra_c[1]) / (1.0 + 0.12 * np.clip((self.u - ra_c[0]) / ra_a, -1, 1)),
+        )
+        la_cav = self._ellipse(la_uv, *la_c, la_a, la_w)
+        la_out = self._ellipse(la_uv, *la_c, la_a + 0.25, la_w + 0.25)
+        ra_cav = self._ellipse(ra_uv, *ra_c, ra_a, ra_w)
+        ra_out = self._ellipse(ra_uv, *ra_c, ra_a + 0.25, ra_w + 0.25)
         # the pericardium behind the atria: a bright crescent at the bottom of the heart
         peri_c = (la_c[0], (la_c[1] + ra_c[1]) / 2)
         peri_a, peri_b = la_a + 0.7, (la_c[1] - ra_c[1]) / 2 + a.la_width_cm + 0.7
-        peri = self._ellipse(uv, *peri_c, peri_a + 0.6, peri_b + 0.6) - self._ellipse(
+        peri = self._ellipse(uv, *peri_c, peri_a + 0.45, peri_b + 0.45) - self._ellipse(
             uv, *peri_c, peri_a, peri_b
         )
         peri = peri * np.clip((self.u - peri_c[0]) / 1.5, 0.0, 1.0)
@@ -379,6 +407,7 @@ class Apical4CRenderer:
         cavity = np.maximum(np.maximum(lv_cav, rv_cav), np.maximum(la_cav, ra_cav))
         echo = self.background * (1.0 - tissue) + a.myo_level * tissue
         echo = np.maximum(echo, a.peri_level * peri)
+        echo = np.maximum(echo, SEPTUM_BRIGHTNESS * a.myo_level * sept)  # the septum shines along its length
         echo = echo * (1.0 - cavity) + a.blood_level * cavity
         # specular reflection: interfaces facing the beam (apex, AV plane, atrial floors) shine, walls
         # running along the beam (septum, lateral walls) stay dimmer

@@ -6,8 +6,9 @@
   rapid filling, diastasis, atrial kick after the P wave.
 - Echo (`apical4c`): sector, speckle, attenuation, chambers moving with the cycle; depth, sector angle, gain,
   wall thickness, chamber sizes, tilt and noise are drawn per sample; the sector is then widened (up to a
-  90° fan) and the heart turned towards the centre line until the whole LV, with a margin of its wall,
-  is inside the sector in every frame, so the labels describe what the clip images.
+  70° fan), the heart turned towards the centre line and, if need be, moved deeper until the whole LV,
+  with a margin of its wall, is inside the sector in every frame, so the labels describe what the clip
+  images; the fan ends just below the atria, so the heart fills it, as in an acquired apical view.
 
 EF coupling rule (see `heart_cycle.target_ef`):
 
