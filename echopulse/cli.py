@@ -223,24 +223,13 @@ def _demo(args: argparse.Namespace) -> int:
 def _phantom(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from echopulse.echo.shards import check_run_arguments, write_shards
+    from echopulse.echo.shards import PhantomRun, write_shards
 
     a = args
-    check_run_arguments(a.n, a.seed, a.size, a.frames, a.layout, a.fps, a.hr, a.shard_size, a.workers)
-    with tqdm(total=max(args.n, 0), desc="phantom", unit="clip", leave=False) as bar:
-        paths = write_shards(
-            args.out,
-            args.n,
-            args.seed,
-            size=args.size,
-            frames=args.frames,
-            layout=args.layout,
-            fps=args.fps,
-            hr_bpm=args.hr,
-            shard_size=args.shard_size,
-            workers=args.workers,
-            progress=bar.update,
-        )
+    run = PhantomRun(a.n, a.seed, a.size, a.frames, a.layout, a.fps, a.hr, a.shard_size, a.workers)
+    run.check()  # before the progress bar: a bad argument is one line, not a bar then a line
+    with tqdm(total=run.n, desc="phantom", unit="clip", leave=False) as bar:
+        paths = write_shards(args.out, run, progress=bar.update)
     print(f"phantom: {args.n} samples in {len(paths)} shards -> {args.out} (manifest.jsonl, phantom.json)")
     return EXIT_OK
 

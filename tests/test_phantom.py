@@ -13,7 +13,7 @@ from echopulse.cli import main
 from echopulse.echo.apical4c import MAX_HALF_ANGLE_DEG, draw_anatomy, lv_angle_needed_deg
 from echopulse.echo.ecg_phantom import CLOSING_R_S, LEADS
 from echopulse.echo.phantom import PhantomError, area_length_ml, make_phantom
-from echopulse.echo.shards import write_shards
+from echopulse.echo.shards import PhantomRun, write_shards
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +29,12 @@ def test_same_seed_gives_the_same_sample_and_seeds_differ() -> None:
 
 
 def test_shards_are_byte_identical_for_a_seed_whatever_the_workers(tmp_path: Path) -> None:
-    one = write_shards(tmp_path / "a", n=7, seed=5, size=32, frames=5, shard_size=3, workers=1)
-    two = write_shards(tmp_path / "b", n=7, seed=5, size=32, frames=5, shard_size=3, workers=2)
+    one = write_shards(tmp_path / "a", PhantomRun(n=7, seed=5, size=32, frames=5, shard_size=3, workers=1))
+    two = write_shards(tmp_path / "b", PhantomRun(n=7, seed=5, size=32, frames=5, shard_size=3, workers=2))
     assert [p.name for p in one] == [p.name for p in two] == [f"shard-0000{k}.npz" for k in range(3)]
     for name in [p.name for p in one] + ["manifest.jsonl", "phantom.json"]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    other = write_shards(tmp_path / "c", n=7, seed=6, size=32, frames=5, shard_size=3)
+    other = write_shards(tmp_path / "c", PhantomRun(n=7, seed=6, size=32, frames=5, shard_size=3))
     assert other[0].read_bytes() != one[0].read_bytes()
 
 

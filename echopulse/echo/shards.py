@@ -36,16 +36,41 @@ MAX_SAMPLES = 10_000_000
 
 
 @dataclass(frozen=True)
+class PhantomRun:
+    """What one `echopulse phantom` run makes: `n` samples from `seed`, and how each is rendered and shared
+    out. The same run gives the same bytes, whatever `workers`."""
+
+    n: int
+    seed: int
+    size: int = 128
+    frames: int = 11
+    layout: str = "cycle"
+    fps: float = 30.0
+    hr_bpm: float | None = None
+    shard_size: int = 256
+    workers: int = 1
+
+    def check(self) -> None:
+        """Raise PhantomError, one line saying what is wrong, for a run that cannot be honoured."""
+        check_arguments(self.size, self.frames, self.layout, self.fps, self.hr_bpm)
+        if not isinstance(self.n, int) or self.n < 1 or self.n > MAX_SAMPLES:
+            raise PhantomError(f"phantom: --n must be from 1 to {MAX_SAMPLES}, got {self.n!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise PhantomError(f"phantom: seed must be a non-negative integer, got {self.seed!r}")
+        if self.shard_size < 1:
+            raise PhantomError(f"phantom: shard size must be at least 1, got {self.shard_size!r}")
+        if self.workers < 1:
+            raise PhantomError(f"phantom: workers must be at least 1, got {self.workers!r}")
+
+
+@dataclass(frozen=True)
 class ShardJob:
+    """Samples `start` to `stop` of a run, written to `path`."""
+
+    run: PhantomRun
     index: int
     start: int
     stop: int
-    seed: int
-    size: int
-    frames: int
-    layout: str
-    fps: float
-    hr_bpm: float | None
     path: Path
 
 
@@ -68,8 +93,9 @@ def save_npz_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _build_shard(job: ShardJob) -> list[dict]:
+    run = job.run
     samples = [
-        make_phantom(sample_seed(job.seed, i), job.size, job.frames, job.layout, job.fps, job.hr_bpm)
+        make_phantom(sample_seed(run.seed, i), run.size, run.frames, run.layout, float(run.fps), run.hr_bpm)
         for i in range(job.start, job.stop)
     ]
     beats = max(len(s.labels.fiducials_s["r_peak"]) for s in samples)
@@ -100,89 +126,26 @@ def _build_shard(job: ShardJob) -> list[dict]:
     return lines
 
 
-def write_shards(
-    out: Path,
-    n: int,
-    seed: int,
-    size: int = 128,
-    frames: int = 11,
-    layout: str = "cycle",
-    fps: float = 30.0,
-    hr_bpm: float | None = None,
-    shard_size: int = 256,
-    workers: int = 1,
-    progress: Callable[[int], None] | None = None,
-) -> list[Path]:
-    """Write `n` samples into shards under `out`; returns the shard paths. `progress(k)` is called with the
-    number of samples each finished shard held."""
-    check_run_arguments(n, seed, size, frames, layout, fps, hr_bpm, shard_size, workers)
+def write_shards(out: Path, run: PhantomRun, progress: Callable[[int], None] | None = None) -> list[Path]:
+    """Write the run's samples into shards under `out`; returns the shard paths. `progress(k)` is called
+    with the number of samples each finished shard held."""
+    run.check()
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PhantomError(f"{out}: not a folder")
     out.mkdir(parents=True, exist_ok=True)
     jobs = [
-        ShardJob(
-            k,
-            start,
-            min(start + shard_size, n),
-            seed,
-            size,
-            frames,
-            layout,
-            float(fps),
-            hr_bpm,
-            out / f"shard-{k:05d}.npz",
-        )
-        for k, start in enumerate(range(0, n, shard_size))
+        ShardJob(run, k, start, min(start + run.shard_size, run.n), out / f"shard-{k:05d}.npz")
+        for k, start in enumerate(range(0, run.n, run.shard_size))
     ]
-    return _run(out, jobs, n, seed, size, frames, layout, fps, hr_bpm, shard_size, workers, progress)
-
-
-def check_run_arguments(
-    n: int,
-    seed: int,
-    size: int,
-    frames: int,
-    layout: str,
-    fps: float,
-    hr_bpm: float | None,
-    shard_size: int,
-    workers: int,
-) -> None:
-    """Raise PhantomError, with one line saying what is wrong, for arguments write_shards cannot honour."""
-    check_arguments(size, frames, layout, fps, hr_bpm)
-    if not isinstance(n, int) or n < 1 or n > MAX_SAMPLES:
-        raise PhantomError(f"phantom: --n must be from 1 to {MAX_SAMPLES}, got {n!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise PhantomError(f"phantom: seed must be a non-negative integer, got {seed!r}")
-    if shard_size < 1:
-        raise PhantomError(f"phantom: shard size must be at least 1, got {shard_size!r}")
-    if workers < 1:
-        raise PhantomError(f"phantom: workers must be at least 1, got {workers!r}")
-
-
-def _run(
-    out: Path,
-    jobs: list[ShardJob],
-    n: int,
-    seed: int,
-    size: int,
-    frames: int,
-    layout: str,
-    fps: float,
-    hr_bpm: float | None,
-    shard_size: int,
-    workers: int,
-    progress: Callable[[int], None] | None,
-) -> list[Path]:
     results: list[list[dict]] = [[] for _ in jobs]
-    if workers == 1 or len(jobs) == 1:
+    if run.workers == 1 or len(jobs) == 1:
         for job in jobs:
             results[job.index] = _build_shard(job)
             if progress:
                 progress(job.stop - job.start)
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        with ProcessPoolExecutor(max_workers=min(run.workers, len(jobs))) as pool:
             for job, lines in zip(jobs, pool.map(_build_shard, jobs), strict=True):
                 results[job.index] = lines
                 if progress:
@@ -193,14 +156,14 @@ def _run(
                 f.write(json.dumps(entry, sort_keys=True) + "\n")
     meta = {
         "format": "echopulse-phantom/1",
-        "n": n,
-        "seed": seed,
-        "size": size,
-        "frames": frames,
-        "layout": layout,
-        "fps": float(fps) if layout == "fps" else None,
-        "hr_bpm": hr_bpm,
-        "shard_size": shard_size,
+        "n": run.n,
+        "seed": run.seed,
+        "size": run.size,
+        "frames": run.frames,
+        "layout": run.layout,
+        "fps": float(run.fps) if run.layout == "fps" else None,
+        "hr_bpm": run.hr_bpm,
+        "shard_size": run.shard_size,
         "shards": [job.path.name for job in jobs],
         "ecg_fs": 250.0,
         "ecg_leads": ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"],
