@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from bad_inputs import FAKE_BIRTH_DATE, FAKE_NAME, BadCase
+from bad_inputs import FAKE_BIRTH_DATE, FAKE_NAME, BadCase, CaseBook
 
 ECG_DIR = "apple_health_export/electrocardiograms"
 REAL_ECGS = ("ecg_2021-12-17.csv", "ecg_2023-09-26.csv")
@@ -244,40 +244,23 @@ class _Spot:
         return base
 
 
-@dataclass(frozen=True)
-class _Recipe:
-    build: Callable[[_Spot], Path]
-    expect: str
-    identity: bool
-
-
-_RECIPES: dict[str, _Recipe] = {}
+_BOOK: CaseBook[_Spot] = CaseBook(_Spot)
 
 
 def _case(
     expect: str, *, identity: bool = True
 ) -> Callable[[Callable[[_Spot], Path]], Callable[[_Spot], Path]]:
-    def register(build: Callable[[_Spot], Path]) -> Callable[[_Spot], Path]:
-        _RECIPES[build.__name__] = _Recipe(build, expect, identity)
-        return build
-
-    return register
+    """Archive cases carry the fake identity by default: their ECG members are the planted exports."""
+    return _BOOK.case(expect, identity=identity)
 
 
 def build_bad_archive_cases(directory: Path, shared_data: Path) -> list[BadCase]:
     """Write every bad archive into `directory` (created if needed); the cases in a stable order."""
-    directory.mkdir(parents=True, exist_ok=True)
-    cases = []
-    for name, recipe in _RECIPES.items():
-        spot = _Spot(directory, shared_data, name)
-        cases.append(
-            BadCase(name=name, path=recipe.build(spot), expect=recipe.expect, identity=recipe.identity)
-        )
-    return cases
+    return _BOOK.build(directory, shared_data)
 
 
 def archive_case_names() -> list[str]:
-    return list(_RECIPES)
+    return _BOOK.names()
 
 
 @_case(r"member '.*ecg_bomb\.csv' unpacks 10\d\d:1 to 1024 MiB: a zip bomb")

@@ -13,11 +13,10 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from bad_inputs import BadCase
+from bad_inputs import BadCase, CaseBook, Spot
 from PIL import Image
 
 PAGE_PNG = Path("echopulse/ecg_page_2.png")
@@ -25,31 +24,16 @@ PX_PER_MM = 300 / 25.4
 GRID_GREY_MINOR, GRID_GREY_MAJOR = 229, 204
 """The grey levels of the grid of ecg_page_2.png (measured), so the grid-only case looks like it."""
 
-_BUILDERS: dict[str, tuple[Callable[[Path, Path], Path], str]] = {}
-
-
-def _case(expect: str) -> Callable[[Callable[[Path, Path], Path]], Callable[[Path, Path], Path]]:
-    """Register a builder `(out_file_stem, shared_data) -> path` under its function name."""
-
-    def register(build: Callable[[Path, Path], Path]) -> Callable[[Path, Path], Path]:
-        _BUILDERS[build.__name__] = (build, expect)
-        return build
-
-    return register
+_BOOK: CaseBook[Spot] = CaseBook(Spot)
+_case = _BOOK.case
 
 
 def build_bad_image_cases(directory: Path, shared_data: Path) -> list[BadCase]:
     """Write every bad image into `directory` (created if needed) and return the cases in a stable order."""
-    directory.mkdir(parents=True, exist_ok=True)
-    return [
-        BadCase(name=name, path=build(directory / name, shared_data), expect=expect)
-        for name, (build, expect) in _BUILDERS.items()
-    ]
+    return _BOOK.build(directory, shared_data)
 
 
-def image_case_names() -> list[str]:
-    """The case names, known without building anything (pytest ids at collection time)."""
-    return list(_BUILDERS)
+image_case_names = _BOOK.names
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -91,91 +75,91 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 
 @_case(r"blank \(a single colour\)")
-def blank_white(stem: Path, shared: Path) -> Path:
+def blank_white(spot: Spot) -> Path:
     """A scan of an empty page."""
-    return _save(np.full((400, 1200, 3), 255, dtype=np.uint8), stem.with_suffix(".png"))
+    return _save(np.full((400, 1200, 3), 255, dtype=np.uint8), spot.stem.with_suffix(".png"))
 
 
 @_case(r"blank \(a single colour\)")
-def all_black(stem: Path, shared: Path) -> Path:
+def all_black(spot: Spot) -> Path:
     """A photo taken with the lens covered."""
-    return _save(np.zeros((400, 1200, 3), dtype=np.uint8), stem.with_suffix(".png"))
+    return _save(np.zeros((400, 1200, 3), dtype=np.uint8), spot.stem.with_suffix(".png"))
 
 
 @_case(r"no coherent ECG trace: the image looks like noise")
-def pure_noise(stem: Path, shared: Path) -> Path:
+def pure_noise(spot: Spot) -> Path:
     """Uniform RGB noise (seeded): red and dark pixels everywhere, no curve among them."""
     pixels = np.random.default_rng(20240611).integers(0, 256, (400, 1200, 3), dtype=np.uint8)
-    return _save(pixels, stem.with_suffix(".png"))
+    return _save(pixels, spot.stem.with_suffix(".png"))
 
 
 @_case(r"truncated or corrupt image")
-def truncated_png(stem: Path, shared: Path) -> Path:
+def truncated_png(spot: Spot) -> Path:
     """The real strip image cut after 40 % of its bytes: a download that stopped."""
-    data = (shared / PAGE_PNG).read_bytes()
-    path = stem.with_suffix(".png")
+    data = (spot.shared / PAGE_PNG).read_bytes()
+    path = spot.stem.with_suffix(".png")
     path.write_bytes(data[: len(data) * 2 // 5])
     return path
 
 
 @_case(r"truncated or corrupt image")
-def truncated_jpeg(stem: Path, shared: Path) -> Path:
+def truncated_jpeg(spot: Spot) -> Path:
     """The real strip image as a JPEG, cut in the middle of its entropy-coded data."""
     buffer = io.BytesIO()
-    Image.open(shared / PAGE_PNG).convert("RGB").save(buffer, "JPEG", quality=90)
-    path = stem.with_suffix(".jpg")
+    Image.open(spot.shared / PAGE_PNG).convert("RGB").save(buffer, "JPEG", quality=90)
+    path = spot.stem.with_suffix(".jpg")
     path.write_bytes(buffer.getvalue()[: buffer.tell() // 2])
     return path
 
 
 @_case(r"not a decodable image")
-def jpeg_garbage_after_soi(stem: Path, shared: Path) -> Path:
+def jpeg_garbage_after_soi(spot: Spot) -> Path:
     """A JPEG start-of-image marker and then random bytes: sniffed as JPEG, undecodable."""
     garbage = np.random.default_rng(7).integers(0, 256, 4096, dtype=np.uint8).tobytes()
-    path = stem.with_suffix(".jpg")
+    path = spot.stem.with_suffix(".jpg")
     path.write_bytes(b"\xff\xd8\xff" + garbage)
     return path
 
 
 @_case(r"50000×300 px, over the 20,000 px side limit")
-def png_50000_px_wide(stem: Path, shared: Path) -> Path:
+def png_50000_px_wide(spot: Spot) -> Path:
     """A header claiming 50,000 px width: refused from the header, before decoding."""
-    path = stem.with_suffix(".png")
+    path = spot.stem.with_suffix(".png")
     path.write_bytes(_png_header_only(50_000, 300))
     return path
 
 
 @_case(r"too large to decode safely|over the 60 Mpx limit")
-def png_bomb_header(stem: Path, shared: Path) -> Path:
+def png_bomb_header(spot: Spot) -> Path:
     """A header claiming 19,000×19,000 px (361 Mpx, ~1 GB decoded) with a few bytes behind it."""
-    path = stem.with_suffix(".png")
+    path = spot.stem.with_suffix(".png")
     path.write_bytes(_png_header_only(19_000, 19_000))
     return path
 
 
 @_case(r"1×1 px, too small to hold an ECG strip")
-def one_pixel(stem: Path, shared: Path) -> Path:
-    return _save(np.full((1, 1, 3), 200, dtype=np.uint8), stem.with_suffix(".png"))
+def one_pixel(spot: Spot) -> Path:
+    return _save(np.full((1, 1, 3), 200, dtype=np.uint8), spot.stem.with_suffix(".png"))
 
 
 @_case(r"no ECG trace found: a grid but no red or dark curve")
-def grid_only(stem: Path, shared: Path) -> Path:
+def grid_only(spot: Spot) -> Path:
     """ECG paper with nothing drawn on it: the grid must not be taken for a trace."""
-    return _save(grid_paper(2972, 366), stem.with_suffix(".png"))
+    return _save(grid_paper(2972, 366), spot.stem.with_suffix(".png"))
 
 
 @_case(r"covers only 3\d% of the image width \(at least 50% needed\)")
-def trace_too_short(stem: Path, shared: Path) -> Path:
+def trace_too_short(spot: Spot) -> Path:
     """The real strip with all but the first 35 % of its trace painted over with paper."""
-    pixels = np.asarray(Image.open(shared / PAGE_PNG).convert("RGB")).copy()
+    pixels = np.asarray(Image.open(spot.shared / PAGE_PNG).convert("RGB")).copy()
     cut = int(0.35 * pixels.shape[1])
     pixels[:, cut:] = grid_paper(pixels.shape[1], pixels.shape[0])[:, cut:]
-    return _save(pixels, stem.with_suffix(".png"))
+    return _save(pixels, spot.stem.with_suffix(".png"))
 
 
 @_case(r"not a decodable image")
-def png_renamed_text(stem: Path, shared: Path) -> Path:
+def png_renamed_text(spot: Spot) -> Path:
     """A PNG signature in front of a CSV: what a mislabelled upload looks like."""
-    path = stem.with_suffix(".png")
+    path = spot.stem.with_suffix(".png")
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"time,value\n0,0.1\n" * 50)
     return path
