@@ -153,8 +153,9 @@ def _open_input(path: Path, fs: float | None) -> Iterator[list[_Recording]]:
     from echopulse.ingest import ARCHIVE_FORMATS, limits, read_record, sniff_format
     from echopulse.ingest.validate import check_file_size
 
-    if sniff_format(check_file_size(path, limit=limits.MAX_ARCHIVE_BYTES)) not in ARCHIVE_FORMATS:
-        yield [_Recording(path.name, partial(read_record, path, fs=fs), in_archive=False)]
+    fmt = sniff_format(check_file_size(path, limit=limits.MAX_ARCHIVE_BYTES))
+    if fmt not in ARCHIVE_FORMATS:
+        yield [_Recording(path.name, partial(read_record, path, fs=fs, fmt=fmt), in_archive=False)]
         return
     from echopulse.ingest.health_export import open_export_zip
 
