@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from echopulse.preprocess.beats import DEFAULT_METHOD, Beat, BeatTracker, DetectorSettings
+from echopulse.preprocess.leads import canonical_lead
 from echopulse.preprocess.windows import MARGIN_S, WINDOW_S, STMEMWindow, stmem_windows
 
 
@@ -28,8 +29,6 @@ class StreamOutput:
 
 def detection_row(leads: Sequence[str]) -> int:
     """The lead R-peaks are found on: lead II where present (tallest R in most people), else the first."""
-    from echopulse.preprocess.leads import canonical_lead
-
     for row, name in enumerate(leads):
         if canonical_lead(name) == "II":
             return row

@@ -161,6 +161,7 @@ def _stmem_values(
     n_total = offset + signal.shape[1]
     groups: dict[int, list[int]] = {}
     segments: list[np.ndarray] = []
+    starts: list[int] = []
     for i, beat in enumerate(beats):
         start, stop = window_span(beat.r_peak, fs)
         stop = min(stop, n_total)
@@ -170,13 +171,14 @@ def _stmem_values(
         if start < 0:
             segment = np.pad(segment, ((0, 0), (-start, 0)), mode="edge")
         segments.append(segment)
+        starts.append(start)
         groups.setdefault(stop - start, []).append(i)
     values: list[np.ndarray] = [np.empty(0)] * len(beats)
     pads = [0] * len(beats)
     for members in groups.values():
-        starts = [window_span(beats[i].r_peak, fs)[0] for i in members]
         batch = np.stack([segments[i] for i in members])
-        out, pad = window_from_segments(batch, starts, [beats[i].r_peak for i in members], fs)
+        r_peaks = [beats[i].r_peak for i in members]
+        out, pad = window_from_segments(batch, [starts[i] for i in members], r_peaks, fs)
         for j, i in enumerate(members):
             values[i], pads[i] = out[j], int(pad[j])
     return values, pads
