@@ -30,3 +30,7 @@ class IngestError(EchopulseError):
 
 class PreprocessError(EchopulseError):
     """A record was read but cannot be turned into beats or windows (too short, no lead usable, ...)."""
+
+
+class ModelError(EchopulseError):
+    """A model file or directory cannot be used; the message names the file and the problem."""

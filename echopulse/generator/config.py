@@ -138,7 +138,7 @@ def small_config() -> GeneratorConfig:
     """64×64×11 clips, 6×8×8 = 384 tokens from a 512-code book; trains on a 2-core CPU."""
     return GeneratorConfig(
         name="small",
-        stmem=STMEMConfig(width=128, depth=4, mlp_dim=256, heads=4, dim_head=32, pooling="lead"),
+        stmem=STMEMConfig(width=128, depth=4, mlp_dim=256, heads=4, dim_head=32, pooling="all"),
         tokenizer=TokenizerConfig(
             dim=128, codebook_size=512, codebook_dim=16, image_size=64, patch_size=8, spatial_depth=2,
             temporal_depth=2, dim_head=32, heads=4, channels=1, dead_code_threshold=1.0,
