@@ -157,7 +157,11 @@ class Attention(nn.Module):
         """One additive mask from the position bias (h, i, j) and a boolean key mask (b, j)."""
         mask = None
         if bias is not None:
-            mask = F.pad(bias, (self.num_null_kv, 0)).to(dtype)
+            # A 4-D mask keeps SDPA on its fused CPU kernel (a 3-D one falls back to explicit softmax).
+            mask = bias if bias.ndim == 4 else bias[None]
+            if self.num_null_kv:
+                mask = F.pad(mask, (self.num_null_kv, 0))
+            mask = mask.to(dtype)
         if key_mask is not None:
             key_mask = F.pad(key_mask, (self.num_null_kv, 0), value=True)
             fill = torch.zeros(key_mask.shape, dtype=dtype, device=key_mask.device)
