@@ -14,7 +14,7 @@ trace); what we add:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -47,8 +47,17 @@ def temperature_at(step: int, steps: int, starting_temperature: float) -> float:
     return starting_temperature * (steps - (step + 1)) / steps
 
 
-def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
-    u = torch.rand(shape, generator=generator, device=device)
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def gumbel_noise(shape: tuple[int, ...], generator: Generators, device: torch.device) -> Tensor:
+    """Gumbel(0, 1) noise; with one generator per row, each row's noise depends on its own seed only."""
+    if generator is None or isinstance(generator, torch.Generator):
+        u = torch.rand(shape, generator=generator, device=device)
+    else:
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+        u = torch.stack([torch.rand(shape[1:], generator=g, device=device) for g in generator])
     return -torch.log(-torch.log(u + 1e-10) + 1e-10)
 
 
@@ -89,7 +98,7 @@ def sample_ids(
     starting_temperature: float = 0.9,
     guidance: float = 1.0,
     prefix_ids: Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     noise: bool = True,
     trace: Callable[[SamplingStep], None] | None = None,
 ) -> Tensor:
@@ -97,7 +106,8 @@ def sample_ids(
 
     `prefix_ids` (b, p) are fixed tokens in front (a prime frame's ids); the transformer then sees the grid
     (t_prefix + t, h, w) and only the generated part is returned. `noise=False` turns Gumbel sampling into
-    argmax decoding (used to check against the official trace).
+    argmax decoding (used to check against the official trace). `generator`: one for the batch, or one
+    per row.
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
