@@ -90,7 +90,7 @@ def test_tiny_float64_input_is_cast(tiny: STMEMEncoder, io: dict[str, torch.Tens
 
 
 def test_the_two_poolings_really_differ(io: dict[str, torch.Tensor]) -> None:
-    """Guards the test above: if lead and all-leads pooling gave one vector, matching both would prove little."""
+    """Guards the test above: were the two poolings one vector, matching both would prove little."""
     for name in INPUTS:
         gap = (io[f"{name}__echopulse_pooled"] - io[f"{name}__orig_pooled"]).abs().max()
         assert gap > 0.1
@@ -123,7 +123,7 @@ def test_pooling_variants_from_one_model(tiny: STMEMEncoder, tiny_config: STMEMC
 
 
 def test_zero_leads_still_shape_the_lead_ii_vector(tiny: STMEMEncoder, io: dict[str, torch.Tensor]) -> None:
-    """The 11 zero leads go through attention too: dropping them (a 1-lead input) changes lead II's vector."""
+    """The 11 zero leads go through attention too: dropping ten of them changes lead II's vector."""
     ecg = io["ecg_echopulse"]
     assert torch.count_nonzero(ecg[:, [0, *range(2, 12)]]) == 0
     with torch.no_grad():

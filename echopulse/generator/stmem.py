@@ -178,6 +178,8 @@ class STMEMEncoder(nn.Module):
         grid = rearrange(tokens, "b (c n) w -> b c n w", n=self.tokens_per_lead)
         patches = grid[:, :, 1:-1]  # drop both SEP tokens of every lead
         if pooling == "lead":
+            if self.config.pooled_lead >= grid.shape[1]:
+                raise ValueError(f"pooled_lead {self.config.pooled_lead} but only {grid.shape[1]} leads")
             pooled = patches[:, self.config.pooled_lead].mean(dim=1)
         elif pooling == "all":
             pooled = patches.mean(dim=(1, 2))
