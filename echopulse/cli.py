@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--hr", type=float, help="fix the mean heart rate (30-200 bpm)")
     phantom.add_argument("--shard-size", type=int, default=256, help="samples per shard (default 256)")
     phantom.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+
+    from echopulse.generator.convert_cli import add_convert_parser
+
+    add_convert_parser(commands)
     return parser
 
 
@@ -120,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "phantom":
             return _phantom(args)
+        if args.command == "convert-official":
+            from echopulse.generator.convert_cli import run_convert
+
+            return run_convert(args)
         return _ingest(args.files, args.out, args.fs, args.method, args.layout)
     except EchopulseError as error:
         _fail(str(error))
