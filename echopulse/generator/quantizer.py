@@ -71,7 +71,7 @@ class EMACodebook(nn.Module):
         return self.embed[0]
 
     def similarity(self, x: Tensor) -> Tensor:
-        """(n, K) dot products of unit inputs (n, d) with the stored codes.
+        """(..., K) dot products of unit inputs (..., d) with the stored codes.
 
         The stored codes are used as they are, not re-normalised: they are unit-norm after every EMA
         update, and the official lookup does the same, so ids stay bit-compatible.
@@ -155,7 +155,7 @@ class CosineVectorQuantizer(nn.Module):
 
     def cosine_similarity(self, x: Tensor) -> Tensor:
         """(..., K) similarity of tokens x (..., dim) to every code."""
-        return self.normalized_inputs(x) @ self.codebook.codes.t()
+        return self.codebook.similarity(self.normalized_inputs(x))
 
     def codes_to_embeddings(self, ids: Tensor) -> Tensor:
         """(..., dim) decoder inputs for ids (...): code lookup then project_out."""

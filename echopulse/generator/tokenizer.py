@@ -128,7 +128,9 @@ class VideoTokenizer(nn.Module):
         x = rearrange(x, "(b h w) t d -> (b t) (h w) d", b=b, h=h, w=w)
         x = self.dec_spatial(x, grid=grid, bias=self.spatial_pos_bias((h, w), x.device))
         x = rearrange(x, "(b t) (h w) d -> b t h w d", b=b, h=h, w=w)
-        first = rearrange(self.to_pixels_first(x[:, :1]), "b 1 h w (c p1 p2) -> b c 1 (h p1) (w p2)", p1=p, p2=p)
+        first = rearrange(
+            self.to_pixels_first(x[:, :1]), "b 1 h w (c p1 p2) -> b c 1 (h p1) (w p2)", p1=p, p2=p
+        )
         if t == 1:
             return first
         rest = rearrange(
