@@ -110,8 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--workers", type=int, default=1, help="processes (default 1)")
 
     from echopulse.generator.convert_cli import add_convert_parser
+    from echopulse.generator.training.cli import add_train_parser
 
     add_convert_parser(commands)
+    add_train_parser(commands)
     return parser
 
 
@@ -124,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "phantom":
             return _phantom(args)
+        if args.command == "train":
+            from echopulse.generator.training.cli import run_train
+
+            return run_train(args)
         if args.command == "convert-official":
             from echopulse.generator.convert_cli import run_convert
 

@@ -1,0 +1,112 @@
+"""What both trainers share: config loading, the device, the resume state and the log."""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from echopulse.generator.config import CONFIGS, GeneratorConfig
+from echopulse.generator.training.errors import TrainingError
+
+STATE_FILE = "train_state.pt"
+LOG_FILE = "train_log.jsonl"
+SAMPLES_DIR = "samples"
+
+
+def resolve_config(spec: str | Path) -> GeneratorConfig:
+    """`small`, `paper` or a JSON file written like a checkpoint's config.json."""
+    if str(spec) in CONFIGS:
+        return CONFIGS[str(spec)]()
+    path = Path(spec)
+    if not path.is_file():
+        raise TrainingError(f"--config: {spec!r} is neither one of {sorted(CONFIGS)} nor a JSON file")
+    try:
+        return GeneratorConfig.load(path)
+    except (OSError, ValueError, TypeError) as error:
+        raise TrainingError(f"{path}: not a generator config ({error})") from None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise TrainingError(f"--device must be cpu or cuda, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def autocast(device: torch.device) -> Any:
+    """bf16 autocast on CUDA; nothing on CPU (full float32 keeps CPU runs deterministic and exact)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def seed_init(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def clip_gradients(params: list[nn.Parameter], limit: float) -> float:
+    if limit > 0:
+        return float(torch.nn.utils.clip_grad_norm_(params, limit))
+    norms = [p.grad.detach().norm() for p in params if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+def save_state(out: Path, state: dict[str, Any]) -> None:
+    """`train_state.pt` (raw weights, optimizer, EMA, step): tensors and plain containers only."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{STATE_FILE}.tmp"
+    torch.save(state, tmp)
+    tmp.replace(out / STATE_FILE)
+
+
+def load_state(directory: Path, kind: str, config: GeneratorConfig, device: torch.device) -> dict[str, Any]:
+    """The resume state in `directory`, checked to be of this trainer and this config."""
+    path = Path(directory) / STATE_FILE
+    if not path.is_file():
+        raise TrainingError(f"{directory}: nothing to resume from ({STATE_FILE} missing)")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # unpickling errors come in many types; one line names the file
+        raise TrainingError(f"{path}: unreadable training state ({type(error).__name__}: {error})") from None
+    if not isinstance(state, dict) or state.get("kind") != kind:
+        found = state.get("kind") if isinstance(state, dict) else type(state).__name__
+        raise TrainingError(f"{path}: a {found!r} training state, not a {kind} one")
+    if state.get("config_hash") != config.hash:
+        raise TrainingError(
+            f"{path}: written for config hash {state.get('config_hash')}, but --config has hash {config.hash}"
+        )
+    return state
+
+
+class TrainLog:
+    """`train_log.jsonl`, one JSON object per step. On resume, lines past the resumed step are dropped
+    (a run killed between its last save and its end logged steps the resumed run will redo)."""
+
+    def __init__(self, out: Path, resume_from: Path | None, start_step: int) -> None:
+        self.path = out / LOG_FILE
+        out.mkdir(parents=True, exist_ok=True)
+        kept: list[str] = []
+        source = (resume_from / LOG_FILE) if resume_from is not None else None
+        if source is not None and source.is_file():
+            for line in source.read_text(encoding="utf-8").splitlines():
+                try:
+                    if json.loads(line)["step"] <= start_step:
+                        kept.append(line)
+                except (ValueError, KeyError, TypeError):
+                    continue
+        self.path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+
+    def write(self, entry: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def due(step: int, every: int, last: int) -> bool:
+    """Whether something done every `every` steps (and at the end) is due after completed step `step`."""
+    return step % every == 0 or step == last

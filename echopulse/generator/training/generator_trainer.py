@@ -1,0 +1,398 @@
+"""Stage 2: train the masked-token transformer and the ST-MEM encoder (`echopulse train generator`).
+
+The tokenizer comes from a stage-1 checkpoint, frozen in eval mode; every clip is tokenised once and the
+ids are cached (`token_cache.pt`, keyed by the tokenizer weights and the data). Per step and sample, as in
+the official trainer: rand_step ~ U{0 … S−1} with S the config's sampling steps, mask probability
+p = cos(π/2 · rand_step / S), exactly max(1, round(p·n)) random positions replaced by [MASK],
+cross-entropy on the masked positions only. Added to the official recipe: condition dropout
+(`drop_context` with the config's `cond_drop_prob`), so classifier-free guidance has a null context to
+contrast with, and the ST-MEM encoder trains jointly with the transformer (no released ST-MEM weights
+may be shipped); `--stmem DIR` starts it from a checkpoint's encoder and `--freeze-stmem` keeps it fixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from echopulse.errors import ModelError
+from echopulse.generator.checkpoints import WEIGHTS_FILE, load_checkpoint, new_module, save_checkpoint
+from echopulse.generator.config import GeneratorConfig
+from echopulse.generator.sampling import sample_ids
+from echopulse.generator.training.common import (
+    SAMPLES_DIR,
+    TrainLog,
+    autocast,
+    clip_gradients,
+    due,
+    load_state,
+    resolve_device,
+    save_state,
+    seed_init,
+)
+from echopulse.generator.training.data import (
+    PairDataset,
+    batch_indices,
+    parse_leads,
+    step_rng,
+    step_torch_seed,
+)
+from echopulse.generator.training.ema import EMA
+from echopulse.generator.training.errors import TrainingError
+from echopulse.generator.training.schedule import WarmupCosine
+from echopulse.generator.training.settings import TrainSettings
+from echopulse.generator.training.tokenizer_trainer import TrainResult
+
+KIND = "generator"
+CACHE_FILE = "token_cache.pt"
+ENCODE_BATCH = 16
+
+
+def mask_tokens(ids: Tensor, steps: int, mask_id: int) -> tuple[Tensor, Tensor]:
+    """The official training mask: (masked input ids, bool mask) for flat ids (b, n).
+
+    Uses the global torch RNG (seeded per step by the trainer).
+    """
+    b, n = ids.shape
+    rand_step = torch.randint(0, steps, (b,), device=ids.device)
+    prob = torch.cos(math.pi / 2 * rand_step.double() / steps)
+    count = torch.round(prob * n).long().clamp(min=1)
+    rank = torch.rand(b, n, device=ids.device).argsort(dim=-1).argsort(dim=-1)
+    mask = rank < count[:, None]
+    return ids.masked_fill(mask, mask_id), mask
+
+
+def masked_token_loss(logits: Tensor, ids: Tensor, mask: Tensor) -> Tensor:
+    """Mean cross-entropy over the masked positions of the batch (float32)."""
+    return F.cross_entropy(logits[mask].float(), ids[mask])
+
+
+class GeneratorParts(nn.Module):
+    """The trained parts together, so one EMA and one optimizer cover them."""
+
+    def __init__(self, stmem: nn.Module, transformer: nn.Module) -> None:
+        super().__init__()
+        self.stmem = stmem
+        self.transformer = transformer
+
+
+def load_tokenizer(directory: Path, config: GeneratorConfig, device: torch.device) -> nn.Module:
+    """The frozen, eval-mode tokenizer of a stage-1 checkpoint; ModelError when it is not one."""
+    directory = Path(directory)
+    checkpoint = load_checkpoint(directory)  # ModelError naming the file for anything unreadable
+    if "tokenizer" not in checkpoint.state:
+        raise ModelError(f"{directory}: holds no tokenizer weights (parts: {', '.join(checkpoint.parts)})")
+    if checkpoint.config.tokenizer != config.tokenizer:
+        raise TrainingError(
+            f"{directory}: its tokenizer config differs from --config's; train the generator with the "
+            f"tokenizer's config ({directory / 'config.json'})"
+        )
+    tokenizer = checkpoint.build(["tokenizer"], device)["tokenizer"].eval()
+    for p in tokenizer.parameters():
+        p.requires_grad_(False)
+    return tokenizer
+
+
+def load_stmem(directory: Path, config: GeneratorConfig, device: torch.device) -> dict[str, Tensor]:
+    checkpoint = load_checkpoint(directory)
+    if "stmem" not in checkpoint.state:
+        raise ModelError(f"{directory}: holds no stmem weights (parts: {', '.join(checkpoint.parts)})")
+    if checkpoint.config.stmem != config.stmem:
+        raise TrainingError(f"{directory}: its stmem config differs from --config's")
+    return checkpoint.build(["stmem"], device)["stmem"].state_dict()
+
+
+def check_shapes(config: GeneratorConfig) -> tuple[int, int, int]:
+    """The token grid; TrainingError when the three parts of the config do not fit together."""
+    tok, tr, st = config.tokenizer, config.transformer, config.stmem
+    grid = tok.grid
+    n = grid[0] * grid[1] * grid[2]
+    if tr.num_tokens != tok.codebook_size:
+        raise TrainingError(
+            f"config: transformer.num_tokens {tr.num_tokens} != codebook_size {tok.codebook_size}"
+        )
+    if n > tr.max_seq_len:
+        raise TrainingError(f"config: {n} tokens per clip exceed transformer.max_seq_len {tr.max_seq_len}")
+    if st.width != tr.dim_context:
+        raise TrainingError(f"config: stmem.width {st.width} != transformer.dim_context {tr.dim_context}")
+    return grid
+
+
+def tokenize_dataset(
+    tokenizer: nn.Module,
+    data: PairDataset,
+    config: GeneratorConfig,
+    device: torch.device,
+    key: str,
+    cache_dirs: list[Path],
+    out: Path,
+    progress: bool,
+) -> Tensor:
+    """(N, t, h, w) ids of every clip, from a cache with the same key when one exists."""
+    for directory in cache_dirs:
+        path = directory / CACHE_FILE
+        if path.is_file():
+            try:
+                cached = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception:  # a broken cache is rebuilt, not an error
+                continue
+            if isinstance(cached, dict) and cached.get("key") == key:
+                return cached["ids"].long()
+    chunks = []
+    for start in tqdm(
+        range(0, len(data), ENCODE_BATCH), desc="tokenise", unit="batch", leave=False, disable=not progress
+    ):
+        indices = list(range(start, min(start + ENCODE_BATCH, len(data))))
+        with torch.no_grad():  # float32: the ids must be the ones the tokenizer gives at inference
+            chunks.append(tokenizer.encode(data.clips(indices, config.tokenizer).to(device)).cpu())
+    ids = torch.cat(chunks)
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = torch.int16 if config.tokenizer.codebook_size <= 32767 else torch.int32
+    torch.save({"key": key, "ids": ids.to(dtype)}, out / CACHE_FILE)
+    return ids
+
+
+def cache_key(tokenizer_dir: Path, data: PairDataset, config: GeneratorConfig) -> str:
+    digest = hashlib.sha256()
+    with open(Path(tokenizer_dir) / WEIGHTS_FILE, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    digest.update(data.fingerprint.encode() + config.to_json().encode())
+    return digest.hexdigest()[:24]
+
+
+def train_generator(
+    config: GeneratorConfig,
+    data: PairDataset,
+    tokenizer_dir: Path,
+    out: Path,
+    settings: TrainSettings,
+    resume: Path | None = None,
+    stmem_dir: Path | None = None,
+    freeze_stmem: bool = False,
+) -> TrainResult:
+    """Train (or continue) the transformer and ST-MEM on `data`; writes a full checkpoint to `out`."""
+    settings.check()
+    leads = parse_leads(settings.leads)
+    grid = check_shapes(config)
+    device = resolve_device(settings.device)
+    out = Path(out)
+    tokenizer = load_tokenizer(tokenizer_dir, config, device)
+    if len(data) < 1:
+        raise TrainingError(f"{data.source}: no samples to train on")
+    if isinstance(leads, tuple):
+        lacking = [
+            name for name, ecg in zip(data.names, data.ecgs, strict=True) if not set(leads) & set(ecg.leads)
+        ]
+        if lacking:
+            raise TrainingError(
+                f"{data.source}: {len(lacking)} samples have none of --leads {','.join(leads)} "
+                f"(first: {lacking[0]})"
+            )
+    holdout = min(settings.holdout, len(data) // 5)
+    train_n = len(data) - holdout
+    shown = list(range(train_n, len(data))) or list(range(min(4, len(data))))
+
+    key = cache_key(tokenizer_dir, data, config)
+    caches = [out] + ([Path(resume)] if resume is not None else [])
+    all_ids = tokenize_dataset(tokenizer, data, config, device, key, caches, out, settings.progress)
+
+    seed_init(settings.seed)
+    stmem = new_module(config, "stmem")
+    transformer = new_module(config, "transformer")
+    if stmem_dir is not None:
+        stmem.load_state_dict(load_stmem(stmem_dir, config, torch.device("cpu")))
+    parts = GeneratorParts(stmem, transformer).to(device).train()
+    if freeze_stmem:
+        parts.stmem.eval()
+        for p in parts.stmem.parameters():
+            p.requires_grad_(False)
+    params = [p for p in parts.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=settings.lr, betas=(settings.beta1, settings.beta2))
+    ema = EMA(parts, settings.ema_beta)
+    start = 0
+    if resume is not None:
+        state = load_state(resume, KIND, config, device)
+        if bool(state.get("freeze_stmem", False)) != freeze_stmem:
+            was = "with" if state.get("freeze_stmem") else "without"
+            raise TrainingError(f"{resume}: that run trained {was} --freeze-stmem; resume it the same way")
+        parts.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        ema.load_state_dict(state["ema"])
+        start = int(state["step"])
+        if start > settings.steps:
+            raise TrainingError(
+                f"{resume}: already trained {start} steps, more than --steps {settings.steps}"
+            )
+    end = settings.end_step
+    schedule = WarmupCosine(settings.lr, settings.steps, settings.effective_warmup, settings.min_lr)
+    log = TrainLog(out, resume, start)
+    sampling_steps = config.sampling.steps
+
+    first = last = None
+    began = time.perf_counter()
+    bar = tqdm(
+        range(start, end),
+        initial=start,
+        total=settings.steps,
+        desc="generator",
+        unit="step",
+        disable=not settings.progress,
+        leave=False,
+    )
+    for step in bar:
+        step_began = time.perf_counter()
+        lr = schedule(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(step_torch_seed(settings.seed, step))
+        indices = batch_indices(train_n, settings.batch_size, settings.seed, step)
+        ids = all_ids[indices].flatten(1).to(device)
+        ecg = data.windows(indices, leads, step_rng(settings.seed, step)).to(device)
+        with autocast(device):
+            if freeze_stmem:
+                with torch.no_grad():
+                    context = parts.stmem.context(ecg)
+            else:
+                context = parts.stmem.context(ecg)
+            context = parts.transformer.drop_context(context)
+            inputs, mask = mask_tokens(ids, sampling_steps, parts.transformer.mask_id)
+            logits = parts.transformer(inputs, context, grid)
+        loss = masked_token_loss(logits, ids, mask)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = clip_gradients(params, settings.grad_clip)
+        optimizer.step()
+        ema.update(parts)
+
+        done = step + 1
+        value = loss.item()
+        first = value if first is None else first
+        last = value
+        with torch.no_grad():
+            accuracy = float((logits[mask].argmax(dim=-1) == ids[mask]).float().mean())
+        log.write(
+            {
+                "step": done,
+                "step_s": round(time.perf_counter() - step_began, 4),
+                "loss": round(value, 6),
+                "accuracy": round(accuracy, 6),
+                "lr": lr,
+                "masked_fraction": round(float(mask.float().mean()), 6),
+                "grad_norm": round(grad_norm, 6),
+            }
+        )
+        bar.set_postfix(loss=f"{value:.4f}", acc=f"{accuracy:.3f}", lr=f"{lr:.2e}")
+        if due(done, settings.sample_every, end):
+            write_generations(
+                ema.model,
+                tokenizer,
+                data,
+                all_ids,
+                shown,
+                leads,
+                config,
+                settings,
+                device,
+                out / SAMPLES_DIR,
+                f"step-{done:07d}",
+            )
+        if due(done, settings.save_every, end):
+            save_generator(out, config, parts, tokenizer, optimizer, ema, done, settings, data)
+    bar.close()
+    if start >= end:
+        save_generator(out, config, parts, tokenizer, optimizer, ema, start, settings, data)
+    ran = max(0, end - start)
+    per_step = (time.perf_counter() - began) / ran if ran else None
+    return TrainResult(out, max(start, end), first, last, per_step)
+
+
+@torch.no_grad()
+def write_generations(
+    parts: GeneratorParts,
+    tokenizer: nn.Module,
+    data: PairDataset,
+    all_ids: Tensor,
+    indices: list[int],
+    leads: tuple[str, ...] | str,
+    config: GeneratorConfig,
+    settings: TrainSettings,
+    device: torch.device,
+    directory: Path,
+    name: str,
+) -> None:
+    """Rows: the real clip (as the tokenizer reconstructs it), then the clip generated from its ECG, for
+    each held-out sample; `sample_ids` with the config's sampling defaults and a fixed seed."""
+    was_training = parts.training
+    parts.eval()
+    fixed = "all" if leads == "random" else leads
+    ecg = data.windows(indices, fixed, np.random.default_rng(0)).to(device)
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
+    with autocast(device):
+        context = parts.stmem.context(ecg)
+        ids = sample_ids(
+            parts.transformer,
+            context,
+            config.tokenizer.grid,
+            steps=config.sampling.steps,
+            starting_temperature=config.sampling.starting_temperature,
+            guidance=config.sampling.guidance,
+            generator=generator,
+        )
+        generated = tokenizer.decode(ids).float()
+        real = tokenizer.decode(all_ids[indices].to(device)).float()
+    parts.train(was_training)
+    if not any(p.requires_grad for p in parts.stmem.parameters()):
+        parts.stmem.eval()
+    rows = [clip for pair in zip(real, generated, strict=True) for clip in pair]
+    from echopulse.generator.training.samples import save_samples
+
+    save_samples(directory, name, rows)
+
+
+def save_generator(
+    out: Path,
+    config: GeneratorConfig,
+    parts: GeneratorParts,
+    tokenizer: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: EMA,
+    step: int,
+    settings: TrainSettings,
+    data: PairDataset,
+) -> None:
+    """A full generator checkpoint (EMA stmem and transformer, the frozen tokenizer) and the resume state."""
+    save_state(
+        out,
+        {
+            "kind": KIND,
+            "step": step,
+            "freeze_stmem": not any(p.requires_grad for p in parts.stmem.parameters()),
+            "config_hash": config.hash,
+            "settings": settings.to_json(),
+            "model": parts.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "ema": ema.state_dict(),
+        },
+    )
+    save_checkpoint(
+        out,
+        config,
+        {"stmem": ema.model.stmem, "tokenizer": tokenizer, "transformer": ema.model.transformer},
+        metadata={
+            "trained": KIND,
+            "steps": str(step),
+            "data": str(data.source),
+            "data_fingerprint": data.fingerprint,
+            "seed": str(settings.seed),
+            "leads": str(settings.leads),
+        },
+    )

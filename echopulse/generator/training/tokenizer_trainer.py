@@ -1,0 +1,233 @@
+"""Stage 1: train the video tokenizer on clips (`echopulse train tokenizer`).
+
+Objective per step: 10·MSE + L1 + (1 − SSIM) between clip and reconstruction (`losses.py`), plus the VQ
+commitment loss; the codebook itself learns by EMA inside the quantizer (with dead-code restarts when the
+config asks for them). Adam (β 0.9/0.99, no weight decay), gradients clipped to norm 0.5, learning rate
+warmed up then cosine-decayed (`schedule.py`), EMA weights (`ema.py`) saved as the checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from echopulse.generator.checkpoints import new_module, save_checkpoint
+from echopulse.generator.config import GeneratorConfig
+from echopulse.generator.tokenizer import TokenizerOutput, VideoTokenizer
+from echopulse.generator.training.common import (
+    SAMPLES_DIR,
+    TrainLog,
+    autocast,
+    clip_gradients,
+    due,
+    load_state,
+    resolve_device,
+    save_state,
+    seed_init,
+)
+from echopulse.generator.training.data import PairDataset, batch_indices, step_torch_seed
+from echopulse.generator.training.ema import EMA
+from echopulse.generator.training.errors import TrainingError
+from echopulse.generator.training.losses import ReconLossWeights, reconstruction_loss
+from echopulse.generator.training.samples import save_samples
+from echopulse.generator.training.schedule import WarmupCosine
+from echopulse.generator.training.settings import TrainSettings
+
+KIND = "tokenizer"
+SHOWN_CLIPS = 4
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int  # steps completed in total (including resumed ones)
+    first_loss: float | None  # of this invocation's first step
+    last_loss: float | None
+    seconds_per_step: float | None
+
+
+def train_tokenizer(
+    config: GeneratorConfig,
+    data: PairDataset,
+    out: Path,
+    settings: TrainSettings,
+    resume: Path | None = None,
+    weights: ReconLossWeights | None = None,
+) -> TrainResult:
+    """Train (or continue training) the tokenizer of `config` on `data`; writes a checkpoint to `out`."""
+    settings.check()
+    weights = weights or ReconLossWeights()
+    if len(data) == 0:
+        raise TrainingError(f"{data.source}: no clips to train on")
+    device = resolve_device(settings.device)
+    out = Path(out)
+
+    seed_init(settings.seed)
+    model = new_module(config, "tokenizer").to(device).train()
+    assert isinstance(model, VideoTokenizer)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=settings.lr, betas=(settings.beta1, settings.beta2))
+    ema = EMA(model, settings.ema_beta)
+    start = 0
+    if resume is not None:
+        state = load_state(resume, KIND, config, device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        ema.load_state_dict(state["ema"])
+        start = int(state["step"])
+        if start > settings.steps:
+            raise TrainingError(
+                f"{resume}: already trained {start} steps, more than --steps {settings.steps}"
+            )
+    end = settings.end_step
+    schedule = WarmupCosine(settings.lr, settings.steps, settings.effective_warmup, settings.min_lr)
+    log = TrainLog(out, resume, start)
+    shown = list(range(min(SHOWN_CLIPS, len(data))))
+
+    first = last = None
+    began = time.perf_counter()
+    bar = tqdm(
+        range(start, end),
+        initial=start,
+        total=settings.steps,
+        desc="tokenizer",
+        unit="step",
+        disable=not settings.progress,
+        leave=False,
+    )
+    for step in bar:
+        step_began = time.perf_counter()
+        lr = schedule(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(step_torch_seed(settings.seed, step))
+        video = data.clips(
+            batch_indices(len(data), settings.batch_size, settings.seed, step), config.tokenizer
+        ).to(device)
+        output = tokenizer_forward(model, video, device)
+        losses = reconstruction_loss(output.recon, video, weights)
+        loss = losses["total"] + output.commit_loss.float()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = clip_gradients(params, settings.grad_clip)
+        optimizer.step()
+        ema.update(model)
+
+        done = step + 1
+        value = loss.item()
+        stats = {k: v.item() for k, v in losses.items()}
+        first = value if first is None else first
+        last = value
+        log.write(
+            {
+                "step": done,
+                "step_s": round(time.perf_counter() - step_began, 4),
+                "loss": round(value, 6),
+                "mse": round(stats["mse"], 6),
+                "l1": round(stats["l1"], 6),
+                "ssim": round(stats["ssim"], 6),
+                "commit": round(output.commit_loss.item(), 6),
+                "lr": lr,
+                "codebook_usage": round(float(output.codebook_usage), 6),
+                "perplexity": round(float(output.perplexity), 3),
+                "grad_norm": round(grad_norm, 6),
+            }
+        )
+        bar.set_postfix(
+            loss=f"{value:.4f}",
+            mse=f"{stats['mse']:.5f}",
+            usage=f"{float(output.codebook_usage):.2f}",
+            lr=f"{lr:.2e}",
+        )
+        if due(done, settings.sample_every, end):
+            write_reconstructions(
+                ema.model, data, shown, config, device, out / SAMPLES_DIR, f"step-{done:07d}"
+            )
+        if due(done, settings.save_every, end):
+            save_tokenizer(out, config, model, optimizer, ema, done, settings, data)
+    bar.close()
+    if start >= end:  # nothing left to do: still leave a checkpoint behind
+        save_tokenizer(out, config, model, optimizer, ema, start, settings, data)
+    ran = max(0, end - start)
+    per_step = (time.perf_counter() - began) / ran if ran else None
+    return TrainResult(out, max(start, end), first, last, per_step)
+
+
+def tokenizer_forward(model: VideoTokenizer, video: torch.Tensor, device: torch.device) -> TokenizerOutput:
+    """`model(video)` with the transformers under autocast (bf16 on CUDA) and the quantizer in float32.
+
+    The quantizer's EMA codebook update and its nearest-code search must stay in float32: bf16 would
+    round the similarities (changing ids) and mix dtypes in the in-place EMA buffers.
+    """
+    with autocast(device):
+        tokens = model.encode_tokens(model.patch_tokens(video))
+    vq = model.vq(tokens.float())
+    with autocast(device):
+        recon = model.decode_tokens(vq.quantized)
+    recon = recon.float()
+    return TokenizerOutput(
+        recon=recon, ids=vq.ids, recon_loss=F.mse_loss(recon, video), commit_loss=vq.commit_loss,
+        perplexity=vq.perplexity, codebook_usage=vq.usage,
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def write_reconstructions(
+    model: torch.nn.Module,
+    data: PairDataset,
+    indices: list[int],
+    config: GeneratorConfig,
+    device: torch.device,
+    directory: Path,
+    name: str,
+) -> None:
+    """Rows: input, reconstruction, input, reconstruction, ... (EMA weights, eval mode)."""
+    video = data.clips(indices, config.tokenizer).to(device)
+    was_training = model.training
+    model.eval()
+    recon = tokenizer_forward(model, video, device).recon.float()
+    model.train(was_training)
+    rows = [clip for pair in zip(video, recon, strict=True) for clip in pair]
+    save_samples(directory, name, rows)
+
+
+def save_tokenizer(
+    out: Path,
+    config: GeneratorConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: EMA,
+    step: int,
+    settings: TrainSettings,
+    data: PairDataset,
+) -> None:
+    """The EMA weights as a checkpoint (part "tokenizer"), the raw ones and the optimizer for resuming."""
+    save_state(
+        out,
+        {
+            "kind": KIND,
+            "step": step,
+            "config_hash": config.hash,
+            "settings": settings.to_json(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "ema": ema.state_dict(),
+        },
+    )
+    save_checkpoint(
+        out,
+        config,
+        {"tokenizer": ema.model},
+        metadata={
+            "trained": KIND,
+            "steps": str(step),
+            "data": str(data.source),
+            "data_fingerprint": data.fingerprint,
+            "seed": str(settings.seed),
+        },
+    )
