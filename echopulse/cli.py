@@ -112,8 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     from echopulse.generator.convert_cli import add_convert_parser
     from echopulse.generator.training.cli import add_train_parser
 
+    from echopulse.eval_cli import add_eval_parser
+
     add_convert_parser(commands)
     add_train_parser(commands)
+    add_eval_parser(commands)
     return parser
 
 
@@ -126,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "phantom":
             return _phantom(args)
+        if args.command == "eval":
+            from echopulse.eval_cli import run_eval
+
+            return run_eval(args)
         if args.command == "train":
             from echopulse.generator.training.cli import run_train
 

@@ -1,0 +1,110 @@
+"""`echopulse eval`: do the clips a model generates follow their ECG? (held-out phantom, measured)
+
+Kept apart from the evaluation package so that building the CLI parser does not import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+DEFAULT_N = 200
+DEFAULT_SEED = 900_000
+
+
+def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
+    """Add the `eval` sub-command to `commands` (an argparse sub-parsers object)."""
+    parser = commands.add_parser(
+        "eval",
+        help="evaluate a generator on held-out phantom beats: do its clips follow their ECG?",
+        description="Generate one clip per held-out phantom ECG, measure its EF, ED and ES frames without "
+        "learned weights and compare them with the phantom's labels; the same with the ECGs shuffled across "
+        "beats (EF R² must collapse) and with guidance 1; the tokenizer's reconstruction error on phantom "
+        "and real echo. Writes eval.json, per_sample.csv and PNG plots into --out.",
+    )
+    parser.add_argument("--n", type=int, default=DEFAULT_N, help=f"held-out beats (default {DEFAULT_N})")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"first phantom seed; beats use seed … seed+n-1, clip i seed+i (default {DEFAULT_SEED})",
+    )
+    parser.add_argument(
+        "--model", default=None, metavar="DIR", help="model folder (default: the bundled model)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=16, help="clips per batch (default 16)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, …")
+    parser.add_argument(
+        "--real-echo",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of ECHOPulse Visualization GIFs for the real-echo tokenizer numbers "
+        "(default ../shared/data/echopulse beside the source tree)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """The `eval` command; `EchopulseError`s propagate (the CLI prints them as one line)."""
+    from echopulse.evaluation.heldout import EvalError, check_count
+
+    check_count(args.n, args.seed)  # before torch and the model: a bad argument is one quick line
+    if args.batch_size < 1:
+        raise EvalError(f"eval: --batch-size must be a positive integer, got {args.batch_size!r}")
+    if args.steps is not None and args.steps < 1:
+        raise EvalError(f"eval: --steps must be a positive integer, got {args.steps!r}")
+
+    import torch
+
+    from echopulse.errors import ModelError
+    from echopulse.evaluation.pipeline import evaluate
+    from echopulse.evaluation.tokenizer_eval import DEFAULT_REAL_ECHO_DIR
+    from echopulse.generator.echo_generator import BUNDLED_DIR, EchoGenerator
+
+    device = str(args.device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EvalError(f"eval: --device {device}: no CUDA device available")
+    try:
+        torch.device("cpu" if device == "auto" else device)
+    except RuntimeError as error:
+        raise EvalError(f"eval: --device {device!r} is not a device ({error})") from error
+    generator = EchoGenerator.from_pretrained(args.model, device=device)
+    path = BUNDLED_DIR if args.model in (None, "default", "bundled") else Path(args.model)
+    metadata = model_metadata(path, ModelError)
+    report = evaluate(
+        generator,
+        metadata,
+        args.out,
+        n=args.n,
+        seed=args.seed,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        real_echo_dir=args.real_echo or DEFAULT_REAL_ECHO_DIR,
+        progress=not args.no_progress,
+    )
+    print(
+        f"eval: {report['n']} held-out beats, model {report['model']['id']}: EF MAE {_f(report['ef_mae'])}, "
+        f"R² {_f(report['ef_r2'])} (shuffled ECG {_f(report['ef_r2_shuffled'])}), "
+        f"{report['measure_failures']} refused -> {args.out / 'eval.json'}"
+    )
+    return 0
+
+
+def model_metadata(path: Path, error_type: type[Exception]) -> dict[str, str]:
+    """The safetensors metadata of a model folder (already loaded once, so this only reads the header)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path / "model.safetensors"), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as error:  # the file loaded a moment ago; anything now is a model problem
+        raise error_type(f"{path / 'model.safetensors'}: unreadable metadata ({error})") from error
+
+
+def _f(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"

@@ -1,0 +1,150 @@
+"""One `echopulse eval` run: held-out set, tokenizer reconstruction, generation with controls, files."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from echopulse.evaluation.generation_eval import (
+    MEASURE_SIZE,
+    ClipSource,
+    GeneratorClips,
+    evaluate_generation,
+)
+from echopulse.evaluation.heldout import EvalError, check_count, eval_leads, heldout_set
+from echopulse.evaluation.plots import best_worst_strip, ef_scatter, tokenizer_strip
+from echopulse.evaluation.report import generation_keys, write_eval_json, write_per_sample_csv
+from echopulse.evaluation.tokenizer_eval import real_echo_clips, reconstruct
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="clip", leave=False, disable=not enabled)
+
+
+def evaluate(
+    generator,
+    metadata: Mapping[str, str],
+    out_dir: Path,
+    *,
+    n: int,
+    seed: int,
+    steps: int | None = None,
+    batch_size: int = 16,
+    real_echo_dir: Path | None = None,
+    clip_source: ClipSource | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run every part of the eval with `generator` (an `EchoGenerator`) and write into `out_dir`.
+
+    `clip_source` replaces the generator as the maker of clips (for example `TrueClips()`, to validate
+    the measurement machinery); the tokenizer is still the generator's.
+    """
+    start = time.perf_counter()
+    check_count(n, seed)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise EvalError(f"eval: --batch-size must be a positive integer, got {batch_size!r}")
+    if steps is not None and (not isinstance(steps, int) or steps < 1):
+        raise EvalError(f"eval: --steps must be a positive integer, got {steps!r}")
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise EvalError(f"{out_dir}: cannot create the output folder ({error.strerror or error})") from error
+
+    config = generator.config
+    tok = config.tokenizer
+    keep, leads_name, leads_note = eval_leads(metadata.get("leads", "I"))
+    notes: list[str] = [leads_note] if leads_note else []
+    with _bar(n, "held-out phantom", progress) as bar:
+        samples = heldout_set(n, seed, tok.image_size, tok.num_frames, keep, progress=bar.update)
+
+    with _bar(n, "tokenizer", progress) as bar:
+        phantom_recon = reconstruct(
+            generator.tokenizer,
+            tok,
+            [s.clip for s in samples],
+            [f"seed {s.seed}" for s in samples],
+            periodic=True,
+            batch_size=batch_size,
+            progress=bar.update,
+        )
+    tokenizer_strip(
+        out_dir / "tokenizer_phantom.png",
+        phantom_recon.originals,
+        phantom_recon.reconstructions,
+        phantom_recon.names,
+        "video tokenizer: held-out phantom clips, input vs reconstruction",
+    )
+    real: dict[str, Any] = {"mse": None, "mae": None, "ssim": None}
+    real_clips: list[str] = []
+    if real_echo_dir is None or not Path(real_echo_dir).is_dir():
+        notes.append(f"real echo GIFs not found ({real_echo_dir}): real_echo_tokenizer_* are null")
+    else:
+        clips, real_clips, skipped = real_echo_clips(Path(real_echo_dir))
+        notes.extend(f"real echo GIF skipped: {line}" for line in skipped)
+        if not clips:
+            notes.append(f"no Visualization GIFs in {real_echo_dir}: real_echo_tokenizer_* are null")
+        else:
+            real_recon = reconstruct(
+                generator.tokenizer, tok, clips, real_clips, periodic=False, batch_size=batch_size
+            )
+            real = real_recon.summary()
+            tokenizer_strip(
+                out_dir / "tokenizer_real_echo.png",
+                real_recon.originals,
+                real_recon.reconstructions,
+                real_recon.names,
+                "video tokenizer: real echo (ECHOPulse Visualization GIFs, out of domain)",
+            )
+
+    default_guidance = 1.0 if getattr(generator, "official_compatible", False) else config.sampling.guidance
+    runs = 2 if float(default_guidance) == 1.0 else 3
+    with _bar(runs * n, "generate", progress) as bar:
+        source = clip_source or GeneratorClips(generator, steps, batch_size, progress=bar.update)
+        result = evaluate_generation(samples, source, seed, default_guidance)
+    notes.extend(result.notes)
+    ef_scatter(out_dir / "ef_scatter.png", samples, result)
+    best_worst_strip(out_dir / "frames_best_worst.png", samples, result)
+    write_per_sample_csv(out_dir, samples, result)
+
+    true_ef = np.array([s.ef for s in samples])
+    report: dict[str, Any] = {
+        "tokenizer_mse": phantom_recon.summary()["mse"],
+        "tokenizer_mae": phantom_recon.summary()["mae"],
+        "tokenizer_ssim": phantom_recon.summary()["ssim"],
+        "real_echo_tokenizer_mse": real["mse"],
+        "real_echo_tokenizer_mae": real["mae"],
+        "real_echo_tokenizer_ssim": real["ssim"],
+        "real_echo_clips": real_clips,
+        **generation_keys(result),
+        "n": n,
+        "seed": seed,
+        "steps": int(steps or config.sampling.steps),
+        "guidance": float(default_guidance),
+        "model": {
+            "id": generator.model_id,
+            "config_hash": config.hash,
+            "config": config.name,
+            "training_data": metadata.get("data"),
+        },
+        "leads": leads_name,
+        "model_leads": metadata.get("leads", "I"),
+        "size": tok.image_size,
+        "frames": tok.num_frames,
+        "measure_size": MEASURE_SIZE,
+        "ef_true_mean": float(true_ef.mean()),
+        "ef_true_std": float(true_ef.std()),
+        "clip_source": "generator" if clip_source is None else type(clip_source).__name__,
+        "device": str(getattr(generator, "device", "cpu")),
+        "synthetic": True,
+        "notes": notes,
+    }
+    report["seconds"] = round(time.perf_counter() - start, 3)
+    write_eval_json(out_dir, report)
+    return report

@@ -1,0 +1,311 @@
+"""`echopulse eval`: the metrics, the measurement machinery validated on the phantom's own clips, the real
+echo panels, and the whole command on a tiny random-weight model."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from echopulse.errors import EchopulseError, ModelError
+from echopulse.eval_cli import add_eval_parser, run_eval
+from echopulse.evaluation.generation_eval import TrueClips, evaluate_generation
+from echopulse.evaluation.heldout import EvalError, eval_leads, heldout_set
+from echopulse.evaluation.metrics import cyclic_distance, derangement, mae, r2, rmse
+from echopulse.evaluation.pipeline import evaluate
+from echopulse.evaluation.report import REQUIRED_KEYS
+from echopulse.evaluation.tokenizer_eval import panel_box, read_echo_panel, real_echo_gifs
+from echopulse.generator.checkpoints import save_checkpoint
+from echopulse.generator.config import small_config
+from echopulse.generator.echo_generator import EchoGenerator
+from echopulse.generator.stmem import STMEMEncoder
+from echopulse.generator.tokenizer import VideoTokenizer
+from echopulse.generator.training.data import prepare_clip
+from echopulse.generator.transformer import MaskedTokenTransformer
+
+HELDOUT_SEED = 900_000
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["eval", *argv])
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """The small config, thinner, random weights: quick to load and sample from."""
+    torch.manual_seed(0)
+    config = small_config()
+    config = replace(
+        config,
+        name="test",
+        stmem=replace(config.stmem, depth=1),
+        tokenizer=replace(config.tokenizer, spatial_depth=1, temporal_depth=1),
+        transformer=replace(config.transformer, depth=1),
+    )
+    parts = {
+        "stmem": STMEMEncoder(config.stmem),
+        "tokenizer": VideoTokenizer(config.tokenizer),
+        "transformer": MaskedTokenTransformer(config.transformer),
+    }
+    directory = tmp_path_factory.mktemp("model")
+    save_checkpoint(directory, config, parts, metadata={"model_id": "random-test", "leads": "random"})
+    return directory
+
+
+# ---- metrics ---------------------------------------------------------------------------------------------
+
+
+def test_metrics_on_known_inputs() -> None:
+    y = np.array([30.0, 45.0, 55.0, 60.0, 70.0])
+    assert r2(y, y) == 1.0 and mae(y, y) == 0.0 and rmse(y, y) == 0.0
+    assert r2(y, np.full_like(y, y.mean())) == pytest.approx(0.0)
+    assert r2(y, np.full_like(y, 40.0)) < 0.0  # a constant off the mean is worse than the mean
+    assert mae(y, y + 2.0) == pytest.approx(2.0) and rmse(y, y - 3.0) == pytest.approx(3.0)
+    # 1 − SS_res/SS_tot, by hand
+    pred = np.array([32.0, 44.0, 50.0, 63.0, 71.0])
+    expected = 1 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2)
+    assert r2(y, pred) == pytest.approx(expected)
+    assert np.isnan(r2([50.0, 50.0], [40.0, 60.0]))  # no spread in the labels: undefined, not 1 or 0
+    assert cyclic_distance([0, 10, 5], [0, 0, 0], 11).tolist() == [0, 1, 5]
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 200])
+def test_the_shuffle_is_a_fixed_derangement(n: int) -> None:
+    perm = derangement(n, HELDOUT_SEED)
+    assert sorted(perm.tolist()) == list(range(n))
+    assert not np.any(perm == np.arange(n))
+    np.testing.assert_array_equal(perm, derangement(n, HELDOUT_SEED))
+    if n > 3:
+        assert not np.array_equal(perm, derangement(n, HELDOUT_SEED + 1))
+    with pytest.raises(ValueError):
+        derangement(1, 0)
+
+
+def test_model_lead_sets_map_to_evaluated_leads() -> None:
+    assert eval_leads("I")[:2] == (("I",), "I")
+    assert eval_leads("all")[:2] == (None, "all")
+    keep, name, note = eval_leads("random")
+    assert keep == ("I",) and name == "I" and "random" in note
+    assert eval_leads("II,I")[:2] == (("I", "II"), "I,II")
+    with pytest.raises(EvalError, match="not a lead set"):
+        eval_leads("lead 13")
+
+
+# ---- the measurement machinery on the phantom itself -------------------------------------------------------
+
+
+def test_true_clips_follow_their_ecg_and_the_shuffle_breaks_them() -> None:
+    """The phantom's own clips as an ideal generator: EF error is the measurement's own, R² high; the same
+    clips paired with other beats' labels (the shuffled control) lose R²; a generator that ignores the ECG
+    (one clip for every beat) has no R² in either run."""
+    samples = heldout_set(16, HELDOUT_SEED, 64, 11, ("I",))
+    assert [s.seed for s in samples] == list(range(HELDOUT_SEED, HELDOUT_SEED + 16))
+    assert samples[0].window.shape == (12, 2250) and samples[0].clip.shape == (11, 64, 64)
+    assert np.all(samples[0].window[1:] == 0)  # lead I only
+    result = evaluate_generation(samples, TrueClips(), HELDOUT_SEED, default_guidance=2.0)
+    m, shuffled = result.metrics["default"], result.metrics["shuffled"]
+    print("true-clip validation:", {k: m[k] for k in ("ef_mae", "ef_r2")}, "shuffled R²", shuffled["ef_r2"])
+    assert m["measure_failures"] == 0 and m["measured"] == 16
+    assert m["ef_mae"] < 5.0 and m["ef_r2"] > 0.7
+    assert m["ed_frame_within_1"] == 1.0 and m["es_frame_within_1"] >= 0.9
+    assert shuffled["ef_r2"] <= 0.2 and shuffled["ef_mae"] > m["ef_mae"]
+    # clip i of the shuffled run is the clip of the beat whose ECG it was given
+    for i, j in enumerate(result.permutation):
+        assert result.runs["shuffled"].clips[i] is samples[int(j)].clip
+
+    def ignores_ecg(batch, guidance, seed):
+        return [samples[0].clip for _ in batch]
+
+    blind = evaluate_generation(samples, ignores_ecg, HELDOUT_SEED, default_guidance=2.0)
+    assert blind.metrics["default"]["ef_r2"] <= 0.0 and blind.metrics["shuffled"]["ef_r2"] <= 0.0
+
+
+def test_a_clip_the_measure_refuses_is_counted_not_scored() -> None:
+    samples = heldout_set(4, HELDOUT_SEED, 64, 11)
+
+    def some_blank(batch, guidance, seed):
+        return [np.zeros_like(s.clip) if k % 2 else s.clip for k, s in enumerate(batch)]
+
+    result = evaluate_generation(samples, some_blank, HELDOUT_SEED, default_guidance=1.0)
+    m = result.metrics["default"]
+    assert m["measure_failures"] == 2 and m["measured"] == 2
+    assert np.isnan(result.runs["default"].ef[1]) and np.isfinite(result.runs["default"].ef[0])
+    assert "guidance1" in result.runs and any("guidance is 1" in note for note in result.notes)
+
+
+# ---- real echo ----------------------------------------------------------------------------------------
+
+
+def test_the_echo_panel_is_found_in_the_visualization_gifs(shared_data: Path) -> None:
+    gifs = real_echo_gifs(shared_data / "echopulse")
+    assert len(gifs) >= 4 and not any("pred" in p.name for p in gifs)
+    config = small_config().tokenizer
+    for path in gifs:
+        panel = read_echo_panel(path)
+        frames, h, w = panel.shape
+        assert frames == 11
+        assert abs(h - w) <= 2  # square: a 128×128 echo frame drawn ≈ 4.1× larger in the figure
+        assert 128 * 3.8 <= h <= 128 * 4.4
+        assert panel.mean() < 100  # mostly the black background around the sector, not the white figure
+        clip = prepare_clip(panel, config, periodic=False)
+        assert tuple(clip.shape) == (config.channels, 11, 64, 64)
+    white = np.full((200, 200, 3), 255, np.uint8)
+    with pytest.raises(EvalError, match="no black echo panel"):
+        panel_box(white)
+    white[10:190, 90:110] = 0  # a dark bar, not a square panel
+    with pytest.raises(EvalError, match="not a square"):
+        panel_box(white)
+
+
+# ---- the command --------------------------------------------------------------------------------------
+
+
+def test_eval_writes_every_key_plots_and_per_sample_rows(
+    model_dir: Path, tmp_path: Path, shared_data: Path
+) -> None:
+    """A random-weight model makes noise, so the measurement may refuse every clip: keys are then null."""
+    out = tmp_path / "eval"
+    args = parse(
+        [
+            "--n",
+            "6",
+            "--steps",
+            "2",
+            "--model",
+            str(model_dir),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+            "--no-progress",
+        ]
+    )
+    assert run_eval(args) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert set(REQUIRED_KEYS) <= set(report)
+    floats = [
+        "tokenizer_mse",
+        "tokenizer_mae",
+        "tokenizer_ssim",
+        "real_echo_tokenizer_mse",
+        "real_echo_tokenizer_ssim",
+        "guidance",
+        "seconds",
+    ]
+    for key in floats:
+        assert isinstance(report[key], float), key
+    assert 0 < report["tokenizer_mse"] < 1 and -1 <= report["tokenizer_ssim"] <= 1
+    for key in [
+        "ef_mae",
+        "ef_rmse",
+        "ef_r2",
+        "ef_r2_shuffled",
+        "ef_mae_shuffled",
+        "ef_r2_guidance1",
+        "ef_mae_guidance1",
+        "es_frame_within_1",
+        "ed_frame_within_1",
+        "hr_mae",
+    ]:
+        assert report[key] is None or isinstance(report[key], float), key  # None: every clip refused
+    for key in ["ed_frame_within_1", "es_frame_within_1"]:
+        assert report[key] is None or 0.0 <= report[key] <= 1.0
+    assert report["n"] == 6 and report["seed"] == HELDOUT_SEED and report["steps"] == 2
+    assert isinstance(report["measure_failures"], int) and 0 <= report["measure_failures"] <= 6
+    assert report["n_measured"] + report["measure_failures"] == 6
+    assert report["guidance"] == 2.0  # the small config's default
+    assert report["model"]["id"] == "random-test" and len(report["model"]["config_hash"]) == 12
+    assert report["leads"] == "I" and report["model_leads"] == "random"
+    assert any("random" in note for note in report["notes"])
+    assert len(report["real_echo_clips"]) >= 4
+    pictures = ["ef_scatter.png", "frames_best_worst.png", "tokenizer_phantom.png", "tokenizer_real_echo.png"]
+    for name in pictures:
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and 10_000 < len(data) < 5_000_000, name
+    with (out / "per_sample.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6
+    assert [int(r["seed"]) for r in rows] == list(range(HELDOUT_SEED, HELDOUT_SEED + 6))
+    assert all(r["shuffled_ecg_seed"] != r["seed"] for r in rows)
+    assert all(20.0 <= float(r["ef_true"]) <= 80.0 for r in rows)
+
+
+def test_the_pipeline_on_true_clips_and_without_real_echo(model_dir: Path, tmp_path: Path) -> None:
+    """The whole pipeline with the phantom's own clips as the clip source (so every metric is a number)
+    and no real echo folder (those keys null, with a note)."""
+    generator = EchoGenerator.from_pretrained(model_dir, device="cpu")
+    out = tmp_path / "eval"
+    report = evaluate(
+        generator,
+        {"leads": "all"},
+        out,
+        n=4,
+        seed=HELDOUT_SEED,
+        steps=1,
+        real_echo_dir=tmp_path / "absent",
+        clip_source=TrueClips(),
+        progress=False,
+    )
+    assert json.loads((out / "eval.json").read_text()) == report
+    assert report["real_echo_tokenizer_mse"] is None and report["real_echo_tokenizer_ssim"] is None
+    assert any("real echo GIFs not found" in note for note in report["notes"])
+    assert not (out / "tokenizer_real_echo.png").exists()
+    assert report["clip_source"] == "TrueClips" and report["leads"] == "all"
+    for key in [
+        "ef_mae",
+        "ef_rmse",
+        "ef_r2",
+        "ef_mae_shuffled",
+        "ef_r2_shuffled",
+        "ef_r2_guidance1",
+        "ef_mae_guidance1",
+        "ed_frame_within_1",
+        "es_frame_within_1",
+        "hr_mae",
+    ]:
+        assert isinstance(report[key], float), key
+    assert report["measure_failures"] == 0 and report["ef_mae"] < 5.0
+    assert report["ef_mae_shuffled"] > report["ef_mae"]
+    assert report["ed_frame_within_1"] == 1.0 and report["hr_mae"] == pytest.approx(0.0, abs=1e-9)
+    with (out / "per_sample.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4 and all(r["ef_default"] and r["ed_default"] for r in rows)
+    assert abs(float(rows[0]["ef_default"]) - float(rows[0]["ef_true"])) < 10
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--n", "0"], "--n must be"),
+        (["--n", "1"], "--n must be"),
+        (["--seed", "-3"], "--seed must be"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--steps", "0"], "--steps"),
+    ],
+)
+def test_bad_arguments_are_one_clear_error(argv: list[str], match: str, tmp_path: Path) -> None:
+    with pytest.raises(EvalError, match=match) as caught:
+        run_eval(parse([*argv, "--out", str(tmp_path / "o")]))
+    assert isinstance(caught.value, EchopulseError)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_missing_or_corrupt_model_is_a_model_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{")
+    (broken / "model.safetensors").write_bytes(b"\0" * 10)
+    for model in (broken, tmp_path / "nope"):
+        with pytest.raises(ModelError, match=str(model)):
+            run_eval(parse(["--n", "4", "--model", str(model), "--out", str(tmp_path / "o")]))
+    assert not (tmp_path / "o").exists()
