@@ -109,10 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--shard-size", type=int, default=256, help="samples per shard (default 256)")
     phantom.add_argument("--workers", type=int, default=1, help="processes (default 1)")
 
+    from echopulse.eval_cli import add_eval_parser
     from echopulse.generator.convert_cli import add_convert_parser
     from echopulse.generator.training.cli import add_train_parser
-
-    from echopulse.eval_cli import add_eval_parser
 
     add_convert_parser(commands)
     add_train_parser(commands)
