@@ -106,7 +106,10 @@ class GeneratorConfig:
 
     @property
     def hash(self) -> str:
-        """Short content hash of the architecture (sampling defaults and name excluded)."""
+        """Short content hash of the three networks' configs (sampling defaults and name excluded).
+
+        It covers the training settings stored there too (condition dropout, codebook EMA decay), so a
+        checkpoint's config.json cannot be edited without the loader noticing."""
         arch = {k: v for k, v in self.to_dict().items() if k in ("stmem", "tokenizer", "transformer")}
         return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -144,7 +147,7 @@ def small_config() -> GeneratorConfig:
             temporal_depth=2, dim_head=32, heads=4, channels=1, dead_code_threshold=1.0,
         ),
         transformer=TransformerConfig(
-            num_tokens=512, max_seq_len=384, dim=192, dim_context=128, depth=4, heads=4, dim_head=32,
+            num_tokens=512, max_seq_len=384, dim=128, dim_context=128, depth=3, heads=4, dim_head=32,
             cond_drop_prob=0.15,
         ),
         sampling=SamplingConfig(steps=12, guidance=2.0),
