@@ -110,12 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--workers", type=int, default=1, help="processes (default 1)")
 
     from echopulse.eval_cli import add_eval_parser
+    from echopulse.generate_cli import add_generate_parser
     from echopulse.generator.convert_cli import add_convert_parser
     from echopulse.generator.training.cli import add_train_parser
 
     add_convert_parser(commands)
     add_train_parser(commands)
     add_eval_parser(commands)
+    add_generate_parser(commands)
     return parser
 
 
@@ -128,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args)
         if args.command == "phantom":
             return _phantom(args)
+        if args.command == "generate":
+            from echopulse.generate_cli import run_generate
+
+            return run_generate(args)
         if args.command == "eval":
             from echopulse.eval_cli import run_eval
 
