@@ -18,6 +18,7 @@ import json
 import platform
 import time
 from contextlib import contextmanager
+from functools import partial
 from unittest import mock
 
 import torch
@@ -80,7 +81,8 @@ def naive_sample(generator: EchoGenerator, ecg: torch.Tensor, steps: int, run_st
         uncond = transformer(ids, context, grid)  # the official "null" pass sees the same context
         logits = uncond + guidance * (cond - uncond)
         temperature = temperature_at(step, steps, generator.config.sampling.starting_temperature)
-        chosen = (logits / max(temperature, 1e-10) + gumbel_noise(tuple(logits.shape), None, ecg.device)).argmax(-1)
+        noise = gumbel_noise(tuple(logits.shape), None, ecg.device)
+        chosen = (logits / max(temperature, 1e-10) + noise).argmax(-1)
         ids = torch.where(masked, chosen, ids)
         confidence = logits.softmax(-1).gather(2, chosen[..., None])[..., 0]
         scores = torch.where(masked, 1 - confidence, -1e4)
@@ -133,13 +135,13 @@ def main() -> None:
     for batch in args.batches:
         for guidance in args.guidance:
             x = ecg[:batch]
-            ours = timed(lambda: generator.generate_video(  # noqa: B023
-                x, steps=args.steps, guidance=guidance, seeds=range(batch)), device)  # noqa: B023
+            ours = timed(partial(generator.generate_video, x, steps=args.steps, guidance=guidance,
+                                 seeds=range(batch)), device)
             with naive_mode():
-                naive_part = timed(lambda: naive_sample(  # noqa: B023
-                    generator, x, args.steps, args.naive_steps, guidance), device)  # noqa: B023
-                decode = timed(lambda: generator.tokenizer.decode(  # noqa: B023
-                    torch.zeros(batch, 1536, dtype=torch.long, device=device)), device)  # noqa: B023
+                run_naive = partial(naive_sample, generator, x, args.steps, args.naive_steps, guidance)
+                naive_part = timed(run_naive, device)
+                blank = torch.zeros(batch, 1536, dtype=torch.long, device=device)
+                decode = timed(partial(generator.tokenizer.decode, blank), device)
             naive = naive_part * args.steps / args.naive_steps + decode
             results.append({
                 "batch": batch,

@@ -1,0 +1,97 @@
+"""Speed of the bundled default model on this machine, and of the whole `echopulse generate` run.
+
+    python benchmarks/generate.py [--model DIR] [--steps 12] [--device cpu] [--repeats 3]
+
+Prints one JSON object:
+- `clip_batch1_s`: seconds per clip at batch 1 (best of `--repeats` runs, 12 steps, the model's guidance);
+- `batch16_clips_per_s`: clips per second at batch 16;
+- `guidance1_*`: the same without the null-context pass, for scale;
+- `generate_cli_s`: `echopulse generate` end to end on a real 30-s Apple Watch CSV (read, beats, windows,
+  every clip, MP4 + GIF per beat, contact sheet, manifest), with the beat count, so the per-beat cost is
+  there too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from echopulse.cli import main as cli_main
+from echopulse.generator.echo_generator import EchoGenerator
+
+ROOT = Path(__file__).resolve().parents[1]
+WATCH_CSV = ROOT.parent / "shared" / "data" / "apple_watch" / "ecg_2021-12-17.csv"
+
+
+def best_of(repeats: int, fn) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--csv", type=Path, default=WATCH_CSV)
+    args = parser.parse_args()
+
+    generator = EchoGenerator.from_pretrained(args.model, device=args.device)
+    rng = np.random.default_rng(0)
+    windows = rng.standard_normal((16, 12, 2250)).astype(np.float32)
+    windows[:, 1:] = 0  # lead I only, as a watch gives
+    guidance = generator.config.sampling.guidance
+    generator.generate(windows[:2], steps=args.steps, seed=0)  # warm-up
+
+    def run(batch: int, g: float) -> float:
+        return best_of(args.repeats, lambda: generator.generate(
+            windows[:batch], steps=args.steps, guidance=g, seed=0, batch_size=batch))
+
+    batch1 = run(1, guidance)
+    batch16 = run(16, guidance)
+    g1_batch1 = run(1, 1.0)
+    g1_batch16 = run(16, 1.0)
+
+    with tempfile.TemporaryDirectory() as out:
+        argv = ["generate", str(args.csv), "--out", out, "--steps", str(args.steps), "--device", args.device]
+        if args.model:
+            argv += ["--model", args.model]
+        start = time.perf_counter()
+        code = cli_main(argv)
+        cli_s = time.perf_counter() - start
+        manifest = json.loads((Path(out) / "manifest.json").read_text()) if code == 0 else {}
+    beats = int(manifest.get("clips", 0))
+
+    print(json.dumps({
+        "benchmark": "generate",
+        "model": generator.model_id,
+        "config_hash": generator.config.hash,
+        "steps": args.steps,
+        "guidance": guidance,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "clip_batch1_s": round(batch1, 4),
+        "batch16_clips_per_s": round(16 / batch16, 2),
+        "guidance1_clip_batch1_s": round(g1_batch1, 4),
+        "guidance1_batch16_clips_per_s": round(16 / g1_batch16, 2),
+        "generate_cli": {"input": args.csv.name, "exit_code": code, "seconds": round(cli_s, 2),
+                         "beats_with_clips": beats,
+                         "seconds_per_beat": round(cli_s / beats, 3) if beats else None},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
