@@ -7,6 +7,7 @@ Because every naive step costs the same, the naive sampler is timed over `--naiv
 to `--steps` (said in the JSON); ours is timed over all of them.
 
     python benchmarks/generator.py [--steps 18] [--batches 1 8] [--guidance 1 3] [--device auto]
+                                   [--precisions fp32 bf16]
 
 Prints one JSON object: seconds per clip and clips/s for each batch size and guidance, and the ratio.
 """
@@ -122,6 +123,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--guidance", type=float, nargs="+", default=[1.0, 3.0])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                        help="ours is timed in each (the naive baseline runs in fp32, as the official code)")
     args = parser.parse_args()
 
     device = pick_device(args.device)
@@ -135,25 +138,26 @@ def main() -> None:
     for batch in args.batches:
         for guidance in args.guidance:
             x = ecg[:batch]
-            ours = timed(partial(generator.generate_video, x, steps=args.steps, guidance=guidance,
-                                 seeds=range(batch)), device)
+            ours = {}
+            for precision in args.precisions:
+                generator.precision = precision
+                ours[precision] = timed(partial(generator.generate_video, x, steps=args.steps,
+                                                guidance=guidance, seeds=range(batch)), device)
+            generator.precision = "fp32"
             with naive_mode():
                 run_naive = partial(naive_sample, generator, x, args.steps, args.naive_steps, guidance)
                 naive_part = timed(run_naive, device)
                 blank = torch.zeros(batch, 1536, dtype=torch.long, device=device)
                 decode = timed(partial(generator.tokenizer.decode, blank), device)
             naive = naive_part * args.steps / args.naive_steps + decode
-            results.append({
-                "batch": batch,
-                "guidance": guidance,
-                "steps": args.steps,
-                "ours_s_per_clip": round(ours / batch, 3),
-                "ours_clips_per_s": round(batch / ours, 4),
-                "naive_s_per_clip": round(naive / batch, 3),
-                "naive_clips_per_s": round(batch / naive, 4),
-                "naive_measured_steps": args.naive_steps,
-                "speedup": round(naive / ours, 2),
-            })
+            row = {"batch": batch, "guidance": guidance, "steps": args.steps,
+                   "naive_s_per_clip": round(naive / batch, 3), "naive_clips_per_s": round(batch / naive, 4),
+                   "naive_measured_steps": args.naive_steps}
+            for precision, seconds in ours.items():
+                row[f"ours_{precision}_s_per_clip"] = round(seconds / batch, 3)
+                row[f"ours_{precision}_clips_per_s"] = round(batch / seconds, 4)
+                row[f"speedup_{precision}"] = round(naive / seconds, 2)
+            results.append(row)
             print(json.dumps(results[-1]), flush=True)
     print(json.dumps({
         "benchmark": "generator",

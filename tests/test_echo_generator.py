@@ -118,3 +118,19 @@ def test_a_missing_or_corrupt_model_directory_is_a_model_error(tmp_path) -> None
     (tmp_path / "broken" / "model.safetensors").write_bytes(b"\0" * 10)
     with pytest.raises(ModelError):
         EchoGenerator.from_pretrained(tmp_path / "broken")
+
+
+def test_bf16_on_the_cpu_is_deterministic(generator, windows) -> None:
+    fp32 = generator.generate(windows[:2], seed=4, steps=3)
+    generator.precision = "bf16"
+    try:
+        first = generator.generate(windows[:2], seed=4, steps=3)
+        again = generator.generate(windows[:2], seed=4, steps=3)
+    finally:
+        generator.precision = "fp32"
+    for a, b, c in zip(first, again, fp32, strict=True):
+        np.testing.assert_array_equal(a.frames, b.frames)
+        assert a.frames.shape == c.frames.shape and a.frames.dtype == np.uint8
+    with pytest.raises(ValueError, match="precision"):
+        EchoGenerator(generator.config, {"stmem": generator.stmem, "tokenizer": generator.tokenizer,
+                                         "transformer": generator.transformer}, model_id="x", precision="fp8")
