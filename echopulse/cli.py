@@ -81,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="run ingest on the bundled sample ECG (a real 30-s Apple Watch trace)",
-        description="Ingest the bundled sample ECG and write its windows, beats and plot.",
+        help="run generate --video on the bundled sample ECG (a real 30-s Apple Watch trace)",
+        description="Generate a synthetic echo clip for every beat of the bundled sample ECG with the "
+        "bundled model: beat_NNNN.mp4/.gif, contact_sheet.png, video.mp4 (the ECG's timeline) and "
+        "manifest.json.",
     )
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
 
@@ -238,12 +240,15 @@ def _facts_text(facts: dict[str, Any]) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from echopulse.preprocess.beats import DEFAULT_METHOD
+    """`echopulse generate --video` on the bundled sample ECG with the bundled model."""
+    from echopulse.generate_cli import run_generate
     from echopulse.sample import SAMPLE_ECG_FS, sample_ecg_path
 
-    code = _ingest([sample_ecg_path()], args.out, SAMPLE_ECG_FS, DEFAULT_METHOD, "stmem")
+    argv = ["generate", str(sample_ecg_path()), "--fs", str(SAMPLE_ECG_FS), "--out", str(args.out), "--video"]
+    code = run_generate(build_parser().parse_args(argv))
     if code == EXIT_OK:
-        print(f"demo: the bundled sample ECG is in {args.out} (open {args.out / 'ecg.png'})")
+        print(f"demo: synthetic echo for every beat of the bundled sample ECG in {args.out} "
+              f"(open {args.out / 'contact_sheet.png'} and {args.out / 'video.mp4'})")
     return code
 
 

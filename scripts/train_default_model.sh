@@ -26,10 +26,20 @@ $PY -m echopulse train tokenizer --config small --data "$BUILD/phantom" --out "$
 # 3. Generator (stage 2): masked-token transformer and ST-MEM encoder, lead I only (what a watch records),
 #    condition dropout 0.15 for classifier-free guidance.
 $PY -m echopulse train generator --config small --data "$BUILD/phantom" --tokenizer "$BUILD/tokenizer" \
-    --out "$BUILD/generator" --leads I --steps 3000 --batch-size 16 --lr 5e-4 --seed 0 \
+    --out "$BUILD/generator" --leads I --steps 2000 --batch-size 16 --lr 5e-4 --seed 0 \
     --sample-every 500 --save-every 500
 
 # 4. Install it as the bundled model and evaluate it on held-out phantom beats.
-mkdir -p echopulse/generator/weights/default
-cp "$BUILD/generator/config.json" "$BUILD/generator/model.safetensors" echopulse/generator/weights/default/
+# The metadata names the recipe rather than this machine's paths.
+$PY - "$BUILD/generator" <<'PYTHON'
+import sys
+from echopulse.generator.checkpoints import load_checkpoint, save_checkpoint
+from echopulse.generator.echo_generator import BUNDLED_DIR
+checkpoint = load_checkpoint(sys.argv[1])
+metadata = {k: v for k, v in checkpoint.metadata.items() if k not in ("format", "config_hash", "parts")}
+metadata.update(model_id="echopulse-default", data="echopulse phantom --n 4000 --seed 1 --size 64 --frames 11",
+                recipe="scripts/train_default_model.sh", synthetic_training_data="true")
+save_checkpoint(BUNDLED_DIR, checkpoint.config, checkpoint.state, metadata=metadata)
+print(f"installed {BUNDLED_DIR}")
+PYTHON
 $PY -m echopulse eval --n 200 --seed 900000 --out "$BUILD/eval"

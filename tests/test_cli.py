@@ -111,8 +111,13 @@ def test_compat_layout_from_the_command_line(tmp_path: Path, shared_data: Path) 
 
 
 def test_demo_runs_on_the_bundled_sample(tmp_path: Path) -> None:
+    """The first quick-start command: the bundled model on the bundled sample, no download, no GPU."""
     result = run_cli("demo", "--out", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
-    beats = json.loads((tmp_path / "demo" / "beats.json").read_text())
-    assert beats["source"] == "sample_ecg.csv"
-    assert len(beats["beats"]) >= 20
+    out = tmp_path / "demo"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source"] == "sample_ecg.csv" and manifest["synthetic"] is True
+    assert manifest["clips"] >= 20
+    assert len(list(out.glob("beat_*.mp4"))) == len(list(out.glob("beat_*.gif"))) == manifest["clips"]
+    assert (out / "contact_sheet.png").stat().st_size > 10_000
+    assert (out / "video.mp4").stat().st_size > 10_000
