@@ -5,7 +5,8 @@
 Prints one JSON object:
 - `clip_batch1_s`: seconds per clip at batch 1 (best of `--repeats` runs, 12 steps, the model's guidance);
 - `batch16_clips_per_s`: clips per second at batch 16;
-- `guidance1_*`: the same without the null-context pass, for scale;
+- `guidance1_*`: the same without the null-context pass, for scale; `bf16_*`: with bf16 autocast on the
+  CPU (`--precision bf16`);
 - `generate_cli_s`: `echopulse generate` end to end on a real 30-s Apple Watch CSV (read, beats, windows,
   every clip, MP4 + GIF per beat, contact sheet, manifest), with the beat count, so the per-beat cost is
   there too.
@@ -63,6 +64,10 @@ def main() -> None:
     batch16 = run(16, guidance)
     g1_batch1 = run(1, 1.0)
     g1_batch16 = run(16, 1.0)
+    generator.precision = "bf16"
+    bf16_batch1 = run(1, guidance)
+    bf16_batch16 = run(16, guidance)
+    generator.precision = "fp32"
 
     with tempfile.TemporaryDirectory() as out:
         argv = ["generate", str(args.csv), "--out", out, "--steps", str(args.steps), "--device", args.device]
@@ -87,6 +92,8 @@ def main() -> None:
         "batch16_clips_per_s": round(16 / batch16, 2),
         "guidance1_clip_batch1_s": round(g1_batch1, 4),
         "guidance1_batch16_clips_per_s": round(16 / g1_batch16, 2),
+        "bf16_clip_batch1_s": round(bf16_batch1, 4),
+        "bf16_batch16_clips_per_s": round(16 / bf16_batch16, 2),
         "generate_cli": {"input": args.csv.name, "exit_code": code, "seconds": round(cli_s, 2),
                          "beats_with_clips": beats,
                          "seconds_per_beat": round(cli_s / beats, 3) if beats else None},

@@ -134,3 +134,8 @@ def test_bf16_on_the_cpu_is_deterministic(generator, windows) -> None:
     with pytest.raises(ValueError, match="precision"):
         EchoGenerator(generator.config, {"stmem": generator.stmem, "tokenizer": generator.tokenizer,
                                          "transformer": generator.transformer}, model_id="x", precision="fp8")
+
+
+def test_the_precision_is_part_of_the_provenance(generator, windows) -> None:
+    (clip,) = generator.generate(windows[:1], seed=4, steps=2)
+    assert clip.metadata()["provenance"]["precision"] == "fp32"

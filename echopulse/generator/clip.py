@@ -19,6 +19,7 @@ class Provenance:
     guidance: float
     primed: bool
     device: str
+    precision: str = "fp32"
     synthetic: bool = field(default=True, init=False)
 
     def to_dict(self) -> dict[str, Any]:

@@ -218,7 +218,7 @@ class EchoGenerator:
         rr = window.rr_s if window is not None and window.rr_s else DEFAULT_RR_S
         provenance = Provenance(
             model_id=self.model_id, config_hash=self.config.hash, seed=seed, steps=steps,
-            guidance=float(guidance), primed=primed, device=self.device.type,
+            guidance=float(guidance), primed=primed, device=self.device.type, precision=self.precision,
         )
         return EchoClip(
             frames=frames, fps=len(frames) / rr, rr_s=float(rr),
