@@ -26,13 +26,11 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 
+from echopulse.generator.checkpoints import PARTS, new_module
 from echopulse.generator.config import paper_config
 from echopulse.generator.echo_generator import EchoGenerator, pick_device
 from echopulse.generator.layers import Attention, ContinuousPositionBias, l2norm
 from echopulse.generator.sampling import gumbel_noise, num_masked, temperature_at
-from echopulse.generator.stmem import STMEMEncoder
-from echopulse.generator.tokenizer import VideoTokenizer
-from echopulse.generator.transformer import MaskedTokenTransformer
 
 
 def explicit_attention(self: Attention, x, context=None, bias=None, key_mask=None):
@@ -108,11 +106,7 @@ def timed(fn, device: torch.device) -> float:
 def build_random_paper_generator(device: torch.device) -> EchoGenerator:
     torch.manual_seed(0)
     config = paper_config()
-    parts = {
-        "stmem": STMEMEncoder(config.stmem),
-        "tokenizer": VideoTokenizer(config.tokenizer),
-        "transformer": MaskedTokenTransformer(config.transformer),
-    }
+    parts = {part: new_module(config, part) for part in PARTS}
     return EchoGenerator(config, parts, model_id="paper-random", device=device)
 
 

@@ -2,47 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
+from random_model import save_random_model, thin_small_config
 
 from echopulse.errors import ModelError
-from echopulse.generator.checkpoints import save_checkpoint
-from echopulse.generator.config import small_config
 from echopulse.generator.echo_generator import EchoGenerator
-from echopulse.generator.stmem import STMEMEncoder
-from echopulse.generator.tokenizer import VideoTokenizer
-from echopulse.generator.transformer import MaskedTokenTransformer
 from echopulse.ingest import read_record
 from echopulse.preprocess.offline import preprocess_record
 from echopulse.sample import SAMPLE_ECG_FS, sample_ecg_path
 
 
-def quick_config():
-    """The small config, thinner, so random-weight generation is quick in a test."""
-    config = small_config()
-    return replace(
-        config,
-        name="test",
-        stmem=replace(config.stmem, depth=1),
-        tokenizer=replace(config.tokenizer, spatial_depth=1, temporal_depth=1),
-        transformer=replace(config.transformer, depth=1),
-    )
-
-
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory) -> EchoGenerator:
-    torch.manual_seed(0)
-    config = quick_config()
-    parts = {
-        "stmem": STMEMEncoder(config.stmem),
-        "tokenizer": VideoTokenizer(config.tokenizer),
-        "transformer": MaskedTokenTransformer(config.transformer),
-    }
     directory = tmp_path_factory.mktemp("model")
-    save_checkpoint(directory, config, parts, metadata={"model_id": "random-test"})
+    save_random_model(directory, thin_small_config(), {"model_id": "random-test"})
     return EchoGenerator.from_pretrained(directory, device="cpu")
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from random_model import save_random_model, thin_small_config
 
 from echopulse.errors import EchopulseError, ModelError
 from echopulse.eval_cli import add_eval_parser, run_eval
@@ -21,13 +20,9 @@ from echopulse.evaluation.metrics import cyclic_distance, derangement, mae, r2, 
 from echopulse.evaluation.pipeline import evaluate
 from echopulse.evaluation.report import REQUIRED_KEYS
 from echopulse.evaluation.tokenizer_eval import panel_box, read_echo_panel, real_echo_gifs
-from echopulse.generator.checkpoints import save_checkpoint
 from echopulse.generator.config import small_config
 from echopulse.generator.echo_generator import EchoGenerator
-from echopulse.generator.stmem import STMEMEncoder
-from echopulse.generator.tokenizer import VideoTokenizer
 from echopulse.generator.training.data import prepare_clip
-from echopulse.generator.transformer import MaskedTokenTransformer
 
 HELDOUT_SEED = 900_000
 
@@ -41,23 +36,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """The small config, thinner, random weights: quick to load and sample from."""
-    torch.manual_seed(0)
-    config = small_config()
-    config = replace(
-        config,
-        name="test",
-        stmem=replace(config.stmem, depth=1),
-        tokenizer=replace(config.tokenizer, spatial_depth=1, temporal_depth=1),
-        transformer=replace(config.transformer, depth=1),
-    )
-    parts = {
-        "stmem": STMEMEncoder(config.stmem),
-        "tokenizer": VideoTokenizer(config.tokenizer),
-        "transformer": MaskedTokenTransformer(config.transformer),
-    }
-    directory = tmp_path_factory.mktemp("model")
-    save_checkpoint(directory, config, parts, metadata={"model_id": "random-test", "leads": "random"})
-    return directory
+    metadata = {"model_id": "random-test", "leads": "random"}
+    return save_random_model(tmp_path_factory.mktemp("model"), thin_small_config(), metadata)
 
 
 # ---- metrics ---------------------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from random_model import save_random_model
 
 from echopulse.errors import EchopulseError, PreprocessError
 from echopulse.generate_cli import add_generate_parser, run_generate
-from echopulse.generator.checkpoints import save_checkpoint
 from echopulse.generator.config import (
     GeneratorConfig,
     SamplingConfig,
@@ -24,9 +24,6 @@ from echopulse.generator.config import (
     TokenizerConfig,
     TransformerConfig,
 )
-from echopulse.generator.stmem import STMEMEncoder
-from echopulse.generator.tokenizer import VideoTokenizer
-from echopulse.generator.transformer import MaskedTokenTransformer
 from echopulse.ingest import read_record
 from echopulse.sample import SAMPLE_ECG_FS, sample_ecg_path
 from echopulse.video.generate import usable_windows
@@ -59,16 +56,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    config = micro_config()
-    parts = {
-        "stmem": STMEMEncoder(config.stmem),
-        "tokenizer": VideoTokenizer(config.tokenizer),
-        "transformer": MaskedTokenTransformer(config.transformer),
-    }
-    directory = tmp_path_factory.mktemp("model")
-    save_checkpoint(directory, config, parts, metadata={"model_id": "random-micro"})
-    return directory
+    return save_random_model(tmp_path_factory.mktemp("model"), micro_config(), {"model_id": "random-micro"})
 
 
 def _cli_has_generate() -> bool:

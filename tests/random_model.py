@@ -1,0 +1,30 @@
+"""Random-weight model directories for tests that need a generator but not a trained one."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from echopulse.generator.checkpoints import PARTS, new_module, save_checkpoint
+from echopulse.generator.config import GeneratorConfig, small_config
+
+
+def thin_small_config() -> GeneratorConfig:
+    """The small config with one layer per network: every path of the real thing, quick to sample from."""
+    config = small_config()
+    return replace(
+        config,
+        name="test",
+        stmem=replace(config.stmem, depth=1),
+        tokenizer=replace(config.tokenizer, spatial_depth=1, temporal_depth=1),
+        transformer=replace(config.transformer, depth=1),
+    )
+
+
+def save_random_model(directory: Path, config: GeneratorConfig, metadata: dict[str, str]) -> Path:
+    """`config`'s three networks with seed-0 random weights, saved as a model directory."""
+    torch.manual_seed(0)
+    save_checkpoint(directory, config, {part: new_module(config, part) for part in PARTS}, metadata=metadata)
+    return directory
