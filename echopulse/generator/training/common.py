@@ -1,17 +1,24 @@
-"""What both trainers share: config loading, the device, the resume state and the log."""
+"""What both trainers share: config loading, the device, the resume state, the step loop and the log."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from echopulse.generator.config import CONFIGS, GeneratorConfig
+from echopulse.generator.training.data import step_torch_seed
 from echopulse.generator.training.errors import TrainingError
+from echopulse.generator.training.schedule import WarmupCosine
+from echopulse.generator.training.settings import TrainSettings
 
 STATE_FILE = "train_state.pt"
 LOG_FILE = "train_log.jsonl"
@@ -82,6 +89,75 @@ def load_state(directory: Path, kind: str, config: GeneratorConfig, device: torc
             f"{path}: written for config hash {state.get('config_hash')}, but --config has hash {config.hash}"
         )
     return state
+
+
+def load_resume(
+    directory: Path | None, kind: str, config: GeneratorConfig, device: torch.device, total_steps: int
+) -> tuple[dict[str, Any] | None, int]:
+    """The resume state (None for a fresh run) and the step it resumes at; a run already past
+    `total_steps` is refused."""
+    if directory is None:
+        return None, 0
+    state = load_state(directory, kind, config, device)
+    start = int(state["step"])
+    if start > total_steps:
+        raise TrainingError(f"{directory}: already trained {start} steps, more than --steps {total_steps}")
+    return state, start
+
+
+def restore(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, ema: Any) -> None:
+    """Put the raw weights, the optimizer and the EMA of a resume state back."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    ema.load_state_dict(state["ema"])
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int  # steps completed in total (including resumed ones)
+    first_loss: float | None  # of this invocation's first step
+    last_loss: float | None
+    seconds_per_step: float | None
+
+
+class TrainingSteps:
+    """Steps `start` … `settings.end_step` of a run, behind a progress bar (`.bar`). Before each step it
+    sets the learning rate of the schedule and the step's torch seed, so a resumed run repeats exactly
+    what an uninterrupted one would have done."""
+
+    def __init__(
+        self, settings: TrainSettings, optimizer: torch.optim.Optimizer, start: int, desc: str
+    ) -> None:
+        self.settings = settings
+        self.optimizer = optimizer
+        self.start, self.end = start, settings.end_step
+        self.schedule = WarmupCosine(settings.lr, settings.steps, settings.effective_warmup, settings.min_lr)
+        self.bar = tqdm(
+            range(start, self.end),
+            initial=start,
+            total=settings.steps,
+            desc=desc,
+            unit="step",
+            disable=not settings.progress,
+            leave=False,
+        )
+        self.began = time.perf_counter()
+
+    def __iter__(self) -> Iterator[tuple[int, float]]:
+        """(step, learning rate) for each step to run."""
+        for step in self.bar:
+            lr = self.schedule(step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            torch.manual_seed(step_torch_seed(self.settings.seed, step))
+            yield step, lr
+        self.bar.close()
+
+    def result(self, out: Path, first: float | None, last: float | None) -> TrainResult:
+        ran = max(0, self.end - self.start)
+        per_step = (time.perf_counter() - self.began) / ran if ran else None
+        return TrainResult(out, max(self.start, self.end), first, last, per_step)
 
 
 class TrainLog:

@@ -29,12 +29,15 @@ from echopulse.generator.config import GeneratorConfig
 from echopulse.generator.sampling import sample_ids
 from echopulse.generator.training.common import (
     SAMPLES_DIR,
+    TrainingSteps,
     TrainLog,
+    TrainResult,
     autocast,
     clip_gradients,
     due,
-    load_state,
+    load_resume,
     resolve_device,
+    restore,
     save_state,
     seed_init,
 )
@@ -43,13 +46,10 @@ from echopulse.generator.training.data import (
     batch_indices,
     parse_leads,
     step_rng,
-    step_torch_seed,
 )
 from echopulse.generator.training.ema import EMA
 from echopulse.generator.training.errors import TrainingError
-from echopulse.generator.training.schedule import WarmupCosine
 from echopulse.generator.training.settings import TrainSettings
-from echopulse.generator.training.tokenizer_trainer import TrainResult
 
 KIND = "generator"
 CACHE_FILE = "token_cache.pt"
@@ -218,42 +218,20 @@ def train_generator(
     params = [p for p in parts.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=settings.lr, betas=(settings.beta1, settings.beta2))
     ema = EMA(parts, settings.ema_beta)
-    start = 0
-    if resume is not None:
-        state = load_state(resume, KIND, config, device)
+    state, start = load_resume(resume, KIND, config, device, settings.steps)
+    if state is not None:
         if bool(state.get("freeze_stmem", False)) != freeze_stmem:
             was = "with" if state.get("freeze_stmem") else "without"
             raise TrainingError(f"{resume}: that run trained {was} --freeze-stmem; resume it the same way")
-        parts.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        ema.load_state_dict(state["ema"])
-        start = int(state["step"])
-        if start > settings.steps:
-            raise TrainingError(
-                f"{resume}: already trained {start} steps, more than --steps {settings.steps}"
-            )
+        restore(state, parts, optimizer, ema)
     end = settings.end_step
-    schedule = WarmupCosine(settings.lr, settings.steps, settings.effective_warmup, settings.min_lr)
     log = TrainLog(out, resume, start)
     sampling_steps = config.sampling.steps
 
     first = last = None
-    began = time.perf_counter()
-    bar = tqdm(
-        range(start, end),
-        initial=start,
-        total=settings.steps,
-        desc="generator",
-        unit="step",
-        disable=not settings.progress,
-        leave=False,
-    )
-    for step in bar:
+    steps = TrainingSteps(settings, optimizer, start, "generator")
+    for step, lr in steps:
         step_began = time.perf_counter()
-        lr = schedule(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        torch.manual_seed(step_torch_seed(settings.seed, step))
         indices = batch_indices(train_n, settings.batch_size, settings.seed, step)
         ids = all_ids[indices].flatten(1).to(device)
         ecg = data.windows(indices, leads, step_rng(settings.seed, step)).to(device)
@@ -290,7 +268,7 @@ def train_generator(
                 "grad_norm": round(grad_norm, 6),
             }
         )
-        bar.set_postfix(loss=f"{value:.4f}", acc=f"{accuracy:.3f}", lr=f"{lr:.2e}")
+        steps.bar.set_postfix(loss=f"{value:.4f}", acc=f"{accuracy:.3f}", lr=f"{lr:.2e}")
         if due(done, settings.sample_every, end):
             write_generations(
                 ema.model,
@@ -307,12 +285,9 @@ def train_generator(
             )
         if due(done, settings.save_every, end):
             save_generator(out, config, parts, tokenizer, optimizer, ema, done, settings, data)
-    bar.close()
     if start >= end:
         save_generator(out, config, parts, tokenizer, optimizer, ema, start, settings, data)
-    ran = max(0, end - start)
-    per_step = (time.perf_counter() - began) / ran if ran else None
-    return TrainResult(out, max(start, end), first, last, per_step)
+    return steps.result(out, first, last)
 
 
 @torch.no_grad()

@@ -9,46 +9,37 @@ warmed up then cosine-decayed (`schedule.py`), EMA weights (`ema.py`) saved as t
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from echopulse.generator.checkpoints import new_module, save_checkpoint
 from echopulse.generator.config import GeneratorConfig
 from echopulse.generator.tokenizer import TokenizerOutput, VideoTokenizer
 from echopulse.generator.training.common import (
     SAMPLES_DIR,
+    TrainingSteps,
     TrainLog,
+    TrainResult,
     autocast,
     clip_gradients,
     due,
-    load_state,
+    load_resume,
     resolve_device,
+    restore,
     save_state,
     seed_init,
 )
-from echopulse.generator.training.data import PairDataset, batch_indices, step_torch_seed
+from echopulse.generator.training.data import PairDataset, batch_indices
 from echopulse.generator.training.ema import EMA
 from echopulse.generator.training.errors import TrainingError
 from echopulse.generator.training.losses import ReconLossWeights, reconstruction_loss
 from echopulse.generator.training.samples import save_samples
-from echopulse.generator.training.schedule import WarmupCosine
 from echopulse.generator.training.settings import TrainSettings
 
 KIND = "tokenizer"
 SHOWN_CLIPS = 4
-
-
-@dataclass
-class TrainResult:
-    out: Path
-    steps: int  # steps completed in total (including resumed ones)
-    first_loss: float | None  # of this invocation's first step
-    last_loss: float | None
-    seconds_per_step: float | None
 
 
 def train_tokenizer(
@@ -73,39 +64,17 @@ def train_tokenizer(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=settings.lr, betas=(settings.beta1, settings.beta2))
     ema = EMA(model, settings.ema_beta)
-    start = 0
-    if resume is not None:
-        state = load_state(resume, KIND, config, device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        ema.load_state_dict(state["ema"])
-        start = int(state["step"])
-        if start > settings.steps:
-            raise TrainingError(
-                f"{resume}: already trained {start} steps, more than --steps {settings.steps}"
-            )
+    state, start = load_resume(resume, KIND, config, device, settings.steps)
+    if state is not None:
+        restore(state, model, optimizer, ema)
     end = settings.end_step
-    schedule = WarmupCosine(settings.lr, settings.steps, settings.effective_warmup, settings.min_lr)
     log = TrainLog(out, resume, start)
     shown = list(range(min(SHOWN_CLIPS, len(data))))
 
     first = last = None
-    began = time.perf_counter()
-    bar = tqdm(
-        range(start, end),
-        initial=start,
-        total=settings.steps,
-        desc="tokenizer",
-        unit="step",
-        disable=not settings.progress,
-        leave=False,
-    )
-    for step in bar:
+    steps = TrainingSteps(settings, optimizer, start, "tokenizer")
+    for step, lr in steps:
         step_began = time.perf_counter()
-        lr = schedule(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        torch.manual_seed(step_torch_seed(settings.seed, step))
         video = data.clips(
             batch_indices(len(data), settings.batch_size, settings.seed, step), config.tokenizer
         ).to(device)
@@ -138,7 +107,7 @@ def train_tokenizer(
                 "grad_norm": round(grad_norm, 6),
             }
         )
-        bar.set_postfix(
+        steps.bar.set_postfix(
             loss=f"{value:.4f}",
             mse=f"{stats['mse']:.5f}",
             usage=f"{float(output.codebook_usage):.2f}",
@@ -150,12 +119,9 @@ def train_tokenizer(
             )
         if due(done, settings.save_every, end):
             save_tokenizer(out, config, model, optimizer, ema, done, settings, data)
-    bar.close()
     if start >= end:  # nothing left to do: still leave a checkpoint behind
         save_tokenizer(out, config, model, optimizer, ema, start, settings, data)
-    ran = max(0, end - start)
-    per_step = (time.perf_counter() - began) / ran if ran else None
-    return TrainResult(out, max(start, end), first, last, per_step)
+    return steps.result(out, first, last)
 
 
 def tokenizer_forward(model: VideoTokenizer, video: torch.Tensor, device: torch.device) -> TokenizerOutput:
