@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from random_model import save_random_model
 
@@ -45,13 +44,7 @@ def micro_config() -> GeneratorConfig:
     )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny networks on a shared 2-core machine: one thread is ten times faster than contended two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

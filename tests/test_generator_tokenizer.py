@@ -8,8 +8,6 @@ read them in place.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -242,21 +240,9 @@ def test_straight_through_reaches_encoder() -> None:
 # ---- overfit on phantom clips -------------------------------------------------------------------------
 
 
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Ops this small gain nothing from intra-op threads, and on a busy 2-core machine two threads
-    spin against each other (measured: 1.8 s with one thread, 52 s with two)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
+@pytest.mark.usefixtures("one_torch_thread")
 def test_tiny_tokenizer_overfits_phantom_clips() -> None:
-    with single_thread():
-        overfit_phantom_clips()
+    overfit_phantom_clips()
 
 
 def overfit_phantom_clips() -> None:

@@ -63,13 +63,7 @@ def log_of(directory: Path) -> list[dict]:
     return [json.loads(line) for line in (directory / "train_log.jsonl").read_text().splitlines()]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks gain nothing from threads; on a shared 2-core machine they lose a lot to contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
