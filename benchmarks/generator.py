@@ -24,26 +24,18 @@ from unittest import mock
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange, repeat
+from einops import rearrange
 
 from echopulse.generator.checkpoints import PARTS, new_module
 from echopulse.generator.config import paper_config
 from echopulse.generator.echo_generator import EchoGenerator, pick_device
-from echopulse.generator.layers import Attention, ContinuousPositionBias, l2norm
+from echopulse.generator.layers import Attention, ContinuousPositionBias
 from echopulse.generator.sampling import gumbel_noise, num_masked, temperature_at
 
 
 def explicit_attention(self: Attention, x, context=None, bias=None, key_mask=None):
     """The official attention arithmetic: materialised (b, h, i, j) similarity, softmax, weighted sum."""
-    kv_input = x if context is None else self.context_norm(context)
-    x = self.norm(x)
-    q = self.to_q(x)
-    k, v = self.to_kv(kv_input).chunk(2, dim=-1)
-    q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.heads) for t in (q, k, v))
-    if self.num_null_kv:
-        null_k, null_v = repeat(self.null_kv, "h (n r) d -> r b h n d", b=x.shape[0], r=2)
-        k, v = torch.cat((null_k, k), dim=-2), torch.cat((null_v, v), dim=-2)
-    q, k = l2norm(q) * self.q_scale, l2norm(k) * self.k_scale
+    q, k, v = self.queries_keys_values(x, context)
     sim = torch.einsum("b h i d, b h j d -> b h i j", q, k) * 8.0
     if bias is not None:
         sim = sim + F.pad(bias, (self.num_null_kv, 0))

@@ -130,13 +130,9 @@ class Attention(nn.Module):
         self.to_kv = nn.Linear(dim_context, 2 * inner, bias=False)
         self.to_out = nn.Linear(inner, dim, bias=False)
 
-    def forward(
-        self,
-        x: Tensor,
-        context: Tensor | None = None,
-        bias: Tensor | None = None,
-        key_mask: Tensor | None = None,
-    ) -> Tensor:
+    def queries_keys_values(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(b, h, n, d) queries and (b, h, null + m, d) keys and values: normalised and scaled, null
+        key/values in front, ready for `ATTENTION_SCALE`·q·kᵀ."""
         kv_input = x if context is None else self.context_norm(context)
         x = self.norm(x)
         q = self.to_q(x)
@@ -145,8 +141,16 @@ class Attention(nn.Module):
         if self.num_null_kv:
             null_k, null_v = repeat(self.null_kv, "h (n r) d -> r b h n d", b=x.shape[0], r=2)
             k, v = torch.cat((null_k, k), dim=-2), torch.cat((null_v, v), dim=-2)
-        q = l2norm(q) * self.q_scale
-        k = l2norm(k) * self.k_scale
+        return l2norm(q) * self.q_scale, l2norm(k) * self.k_scale, v
+
+    def forward(
+        self,
+        x: Tensor,
+        context: Tensor | None = None,
+        bias: Tensor | None = None,
+        key_mask: Tensor | None = None,
+    ) -> Tensor:
+        q, k, v = self.queries_keys_values(x, context)
         mask = self._attention_mask(bias, key_mask, q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=ATTENTION_SCALE)
         return self.to_out(rearrange(out, "b h n d -> b n (h d)"))
