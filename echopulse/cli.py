@@ -75,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--layout",
         default="stmem",
         choices=LAYOUTS,
-        help="window layout: stmem (band-passed 9-s windows, own lead slots) or compat (the published "
-        "ECHOPulse input: one cycle tiled in the lead II slot, for the official weights)",
+        help="window layout: stmem (band-passed 9-s windows, own lead slots, z-scored), mv (the same in mV, "
+        "what the bundled model reads) or compat (the published ECHOPulse input: one cycle tiled in the "
+        "lead II slot, for the official weights)",
     )
 
     demo = commands.add_parser(

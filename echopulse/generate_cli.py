@@ -197,7 +197,7 @@ def run_generate(args: argparse.Namespace) -> int:
     except EchopulseError as error:
         _fail(str(error))
         return EXIT_REFUSED
-    layout = "compat" if generator.official_compatible else "stmem"
+    layout = generator.window_layout
     settings = GenerateSettings(
         formats=tuple(args.formats), scale=args.scale or default_scale(size), mark=not args.no_mark,
         video=args.video, video_fps=args.video_fps, steps=args.steps, guidance=args.guidance,

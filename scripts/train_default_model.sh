@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the bundled default model (echopulse/generator/weights/default) from nothing but this repository:
-# phantom data, then the tokenizer, then the generator (transformer + ST-MEM encoder), all on a CPU.
+# phantom data, the tokenizer, the ECG encoder, then the generator (transformer), all on a CPU.
 # docs/MODEL_CARD.md gives the data recipe, the measured quality and the time this took on 2 cores.
 #
 #   bash scripts/train_default_model.sh [BUILD_DIR]
@@ -19,17 +19,25 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 #    Seed 1; evaluation uses seed 900000, which training never sees.
 $PY -m echopulse phantom --n 4000 --seed 1 --size 64 --frames 11 --out "$BUILD/phantom"
 
-# 2. Video tokenizer (stage 1).
-$PY -m echopulse train tokenizer --config small --data "$BUILD/phantom" --out "$BUILD/tokenizer" \
+# 2. Video tokenizer (stage 1): 1500 steps, then 2000 more from those weights at a lower peak rate.
+$PY -m echopulse train tokenizer --config small --data "$BUILD/phantom" --out "$BUILD/tokenizer-a" \
     --steps 1500 --batch-size 8 --lr 1e-3 --seed 0 --sample-every 250 --save-every 250
+$PY -m echopulse train tokenizer --config small --data "$BUILD/phantom" --out "$BUILD/tokenizer" \
+    --init "$BUILD/tokenizer-a" --steps 2000 --batch-size 8 --lr 5e-4 --warmup 50 --seed 1 \
+    --sample-every 500 --save-every 250
 
-# 3. Generator (stage 2): masked-token transformer and ST-MEM encoder, lead I only (what a watch records),
-#    condition dropout 0.15 for classifier-free guidance.
+# 3. ECG encoder (stage 0, independent of 1 and 2): regress the cardiac state the phantom's ECG decides
+#    (EF, systolic timing, heart rate, QRS width and voltage, ST) from fresh lead-I ECGs in mV.
+$PY -m echopulse train ecg --config small --out "$BUILD/ecg" --leads I --steps ECG_STEPS --batch-size 32 \
+    --lr 2e-3 --warmup 50 --seed 0 --save-every 250
+
+# 4. Generator (stage 2): the masked-token transformer on the tokenizer's ids, conditioned on the frozen
+#    encoder (lead I only, what a watch records), condition dropout 0.15 for classifier-free guidance.
 $PY -m echopulse train generator --config small --data "$BUILD/phantom" --tokenizer "$BUILD/tokenizer" \
-    --out "$BUILD/generator" --leads I --steps 2000 --batch-size 16 --lr 5e-4 --seed 0 \
-    --sample-every 500 --save-every 500
+    --stmem "$BUILD/ecg" --freeze-stmem --out "$BUILD/generator" --leads I GEN_ARGS \
+    --sample-every 1000 --save-every 500
 
-# 4. Install it as the bundled model and evaluate it on held-out phantom beats.
+# 5. Install it as the bundled model and evaluate it on held-out phantom beats.
 # The metadata names the recipe rather than this machine's paths.
 $PY - "$BUILD/generator" <<'PYTHON'
 import sys

@@ -22,11 +22,19 @@ def generator(tmp_path_factory) -> EchoGenerator:
 
 
 @pytest.fixture(scope="module")
-def windows():
-    result = preprocess_record(read_record(sample_ecg_path(), fs=SAMPLE_ECG_FS))
+def windows(generator: EchoGenerator):
+    record = read_record(sample_ecg_path(), fs=SAMPLE_ECG_FS)
+    result = preprocess_record(record, layout=generator.window_layout)
     accepted = [w for w in result.windows if w.accepted and w.rr_s]
     assert len(accepted) >= 10
     return accepted[:5]
+
+
+def test_windows_in_another_layout_are_refused(generator: EchoGenerator) -> None:
+    z_scored = preprocess_record(read_record(sample_ecg_path(), fs=SAMPLE_ECG_FS), layout="stmem").windows
+    assert generator.window_layout == "mv"
+    with pytest.raises(ValueError, match="'mv' layout, got 'stmem'"):
+        generator.generate(z_scored[-1:], steps=1)
 
 
 def test_one_clip_per_window_timed_by_its_beat(generator, windows) -> None:

@@ -74,6 +74,21 @@ def test_single_lead_watch_fills_lead_i_slot(watch_record: ECGRecord) -> None:
     assert window.signal[0].std() == pytest.approx(1.0, abs=1e-4)
 
 
+def test_mv_layout_keeps_the_amplitude_that_the_z_score_erases(watch_record: ECGRecord) -> None:
+    """A real watch trace and the same trace at half the voltage: the z-scored windows cannot tell them apart
+    (a low-voltage QRS is invisible to them); the mV windows halve, and z-scored they are the ST-MEM ones."""
+    half = ECGRecord(signal=watch_record.signal * 0.5, fs=watch_record.fs, leads=watch_record.leads,
+                     source_format=watch_record.source_format)  # fmt: skip
+    z_full, z_half = (preprocess_record(r, layout="stmem").windows[-1].signal for r in (watch_record, half))
+    mv_full, mv_half = (preprocess_record(r, layout="mv").windows for r in (watch_record, half))
+    np.testing.assert_allclose(z_full, z_half, atol=1e-5)
+    np.testing.assert_allclose(mv_half[-1].signal, 0.5 * mv_full[-1].signal, atol=1e-6)
+    lead_i = mv_full[-1].signal[0]
+    assert mv_full[-1].layout == "mv" and 0.3 < np.ptp(lead_i) < 5.0  # a watch QRS spans about a millivolt
+    np.testing.assert_allclose(lead_i / lead_i.std(), z_full[0], atol=1e-4)
+    assert abs(float(lead_i.mean())) < 1e-6
+
+
 @pytest.mark.parametrize("fixture", ["watch_record", "mitbih_60s"])
 def test_streaming_in_random_chunks_equals_offline(fixture: str, request: pytest.FixtureRequest) -> None:
     record: ECGRecord = request.getfixturevalue(fixture)

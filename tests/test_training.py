@@ -282,3 +282,63 @@ def test_bad_arguments_are_one_line_refusals(tmp_path: Path, phantom: Path, toke
         message = str(caught.value)
         assert words in message and "\n" not in message, (argv, message)
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_tokenizer_init_starts_from_a_trained_tokenizer(
+    tokenizer_run: Path, phantom: Path, tmp_path: Path
+) -> None:
+    fresh_first = log_of(tokenizer_run)[0]["mse"]
+    trained_last = np.mean([e["mse"] for e in log_of(tokenizer_run)[-5:]])
+    train_tokenizer(tiny_config(), open_dataset(phantom), tmp_path, settings(3, lr=1e-5), init=tokenizer_run)
+    first = log_of(tmp_path)[0]["mse"]
+    assert first < fresh_first / 5 and first < 3 * trained_last, (first, fresh_first, trained_last)
+    with pytest.raises(TrainingError, match="exclude"):
+        train_tokenizer(tiny_config(), open_dataset(phantom), tmp_path / "x", settings(3), resume=tmp_path,
+                        init=tokenizer_run)  # fmt: skip
+
+
+def test_cycle_targets_describe_the_phantom_clip() -> None:
+    """The encoder's timing targets are the phantom's own: end-systole lands on the labelled ES frame."""
+    from echopulse.echo.ecg_phantom import simulate_ecg
+    from echopulse.echo.phantom import make_phantom
+    from echopulse.generator.training.ecg_trainer import TARGETS, cycle_targets
+
+    names = [name for name, _, _ in TARGETS]
+    for seed in range(8):
+        sample = make_phantom(seed, size=32, frames=11)
+        # make_phantom's first draws are its ECG: the same seed sequence gives the same ECG
+        ecg = simulate_ecg(np.random.default_rng(np.random.SeedSequence([seed, 0x45434850])))
+        np.testing.assert_array_equal(ecg.signal, sample.ecg)
+        values = dict(zip(names, cycle_targets(ecg), strict=True))
+        assert abs(values["end_systole"] * 11 - sample.labels.es_frame) <= 1.0, (seed, values)
+        assert abs(values["hr_bpm"] - sample.labels.hr_bpm) < 0.5
+        assert abs(values["ecg_ef"] - sample.labels.ef) < 12  # the rule's noise (σ 3) and the frames differ
+
+
+def test_ecg_encoder_learns_and_the_generator_builds_on_it_frozen(
+    tokenizer_run: Path, phantom: Path, tmp_path: Path
+) -> None:
+    from echopulse.generator.training.ecg_trainer import train_ecg_encoder
+
+    config = tiny_config()
+    config = GeneratorConfig(
+        name="tiny-mv", stmem=STMEMConfig(width=32, depth=1, mlp_dim=64, heads=2, dim_head=16,
+                                          pooling="all", window_layout="mv"),
+        tokenizer=config.tokenizer, transformer=config.transformer, sampling=config.sampling,
+    )  # fmt: skip
+    ecg_dir = tmp_path / "ecg"
+    run = settings(80, batch_size=16, lr=3e-3, save_every=40)
+    result = train_ecg_encoder(config, ecg_dir, run, holdout=64)
+    log = log_of(ecg_dir)
+    first, last = np.mean([e["loss"] for e in log[:5]]), np.mean([e["loss"] for e in log[-10:]])
+    assert first / last > 1.3, (first, last)
+    assert result.steps == 80 and log[-1]["r2_hr_bpm"] > log[39]["r2_hr_bpm"] - 0.05
+    checkpoint = load_checkpoint(ecg_dir)
+    assert checkpoint.parts == ("stmem",) and "r2_ecg_ef" in checkpoint.metadata
+    encoder = checkpoint.state["stmem"]
+
+    gen_dir = tmp_path / "gen"
+    train_generator(config, open_dataset(phantom), tokenizer_run, gen_dir, settings(5), stmem_dir=ecg_dir,
+                    freeze_stmem=True)  # fmt: skip
+    after = load_checkpoint(gen_dir).state["stmem"]
+    assert all(torch.equal(encoder[key], after[key]) for key in encoder)

@@ -33,16 +33,14 @@ from echopulse.echo.ecg_phantom import ECGMorphology
 EF_RANGE = (15.0, 75.0)
 
 
+def ecg_ef(m: ECGMorphology) -> float:
+    """The part of the coupling rule the ECG decides (no noise, not clipped): what an ECG reader can know."""
+    return 62.0 - 0.30 * max(0.0, m.qrs_ms - 100.0) - 25.0 * max(0.0, 0.8 - m.voltage) - 45.0 * abs(m.st_mv)
+
+
 def target_ef(m: ECGMorphology, rng: np.random.Generator) -> float:
     """The coupling rule above (EF in percent)."""
-    ef = (
-        62.0
-        - 0.30 * max(0.0, m.qrs_ms - 100.0)
-        - 25.0 * max(0.0, 0.8 - m.voltage)
-        - 45.0 * abs(m.st_mv)
-        + rng.normal(0.0, 3.0)
-    )
-    return float(np.clip(ef, *EF_RANGE))
+    return float(np.clip(ecg_ef(m) + rng.normal(0.0, 3.0), *EF_RANGE))
 
 
 @dataclass(frozen=True)

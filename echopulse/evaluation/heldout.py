@@ -64,6 +64,7 @@ def heldout_set(
     size: int,
     frames: int,
     keep_leads: tuple[str, ...] | None = ("I",),
+    layout: str = "stmem",
     progress: Callable[[int], object] | None = None,
 ) -> list[HeldoutSample]:
     """`n` one-cycle phantom samples at the model's size and frame count, from seeds seed … seed+n-1."""
@@ -78,7 +79,7 @@ def heldout_set(
         out.append(
             HeldoutSample(
                 seed=seed + i,
-                window=source.window(keep_leads).astype(np.float32),
+                window=source.window(keep_leads, layout).astype(np.float32),
                 clip=sample.clip,
                 ef=float(labels.ef),
                 ed_frame=int(labels.ed_frame),

@@ -62,7 +62,9 @@ def evaluate(
     keep, leads_name, leads_note = eval_leads(metadata.get("leads", "I"))
     notes: list[str] = [leads_note] if leads_note else []
     with _bar(n, "held-out phantom", progress) as bar:
-        samples = heldout_set(n, seed, tok.image_size, tok.num_frames, keep, progress=bar.update)
+        samples = heldout_set(
+            n, seed, tok.image_size, tok.num_frames, keep, config.stmem.window_layout, progress=bar.update
+        )
 
     with _bar(n, "tokenizer", progress) as bar:
         phantom_recon = reconstruct(

@@ -31,6 +31,7 @@ class STMEMConfig:
     num_classes: int = 0
     pooling: Pooling = "lead"
     pooled_lead: int = 1
+    window_layout: str = "stmem"  # the `stmem_windows` layout it reads: "stmem" (z-scored) or "mv"
 
     @property
     def num_patches(self) -> int:
@@ -111,6 +112,8 @@ class GeneratorConfig:
         It covers the training settings stored there too (condition dropout, codebook EMA decay), so a
         checkpoint's config.json cannot be edited without the loader noticing."""
         arch = {k: v for k, v in self.to_dict().items() if k in ("stmem", "tokenizer", "transformer")}
+        if arch["stmem"]["window_layout"] == "stmem":  # the default: older checkpoints keep their hash
+            del arch["stmem"]["window_layout"]
         return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:12]
 
     @classmethod
@@ -138,10 +141,14 @@ def paper_config() -> GeneratorConfig:
 
 
 def small_config() -> GeneratorConfig:
-    """64×64×11 clips, 6×8×8 = 384 tokens from a 512-code book; trains on a 2-core CPU."""
+    """64×64×11 clips, 6×8×8 = 384 tokens from a 512-code book; trains on a 2-core CPU. The ECG encoder reads
+    lead I (what a watch records) in millivolts."""
     return GeneratorConfig(
         name="small",
-        stmem=STMEMConfig(width=128, depth=4, mlp_dim=256, heads=4, dim_head=32, pooling="all"),
+        stmem=STMEMConfig(
+            num_leads=1, width=128, depth=4, mlp_dim=256, heads=4, dim_head=32, pooling="all",
+            pooled_lead=0, window_layout="mv",
+        ),
         tokenizer=TokenizerConfig(
             dim=128, codebook_size=512, codebook_dim=16, image_size=64, patch_size=8, spatial_depth=2,
             temporal_depth=2, dim_head=32, heads=4, channels=1, dead_code_threshold=1.0,

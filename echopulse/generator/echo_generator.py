@@ -26,6 +26,7 @@ from echopulse.generator.checkpoints import build_parts, load_checkpoint, load_o
 from echopulse.generator.clip import EchoClip, Provenance
 from echopulse.generator.config import GeneratorConfig
 from echopulse.generator.sampling import sample_ids
+from echopulse.generator.stmem import WINDOW_SLOTS
 from echopulse.preprocess.windows import STMEMWindow
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "weights" / "default"
@@ -102,6 +103,11 @@ class EchoGenerator:
         return cls(config, parts, model_id="official:" + "+".join(names), device=device,
                    official_compatible=True)
 
+    @property
+    def window_layout(self) -> str:
+        """The `stmem_windows` layout this model's ECG encoder reads."""
+        return "compat" if self.official_compatible else self.config.stmem.window_layout
+
     # ---- generation ----------------------------------------------------------------------------------
     def _autocast(self):
         if self.precision == "bf16":
@@ -114,13 +120,17 @@ class EchoGenerator:
             if ecg.ndim == 2:
                 ecg = ecg[None]
         else:
-            if self.official_compatible and any(w.layout != "compat" for w in windows):
-                raise ValueError("official-compatible mode needs windows in the 'compat' layout")
+            wrong = [w.layout for w in windows if w.layout != self.window_layout]
+            if wrong:
+                raise ValueError(
+                    f"this model reads windows in the {self.window_layout!r} layout, got {wrong[0]!r}"
+                )
             ecg = torch.as_tensor(np.stack([w.signal for w in windows]))
-        expected = (self.config.stmem.num_leads, self.config.stmem.seq_len)
-        if ecg.ndim != 3 or tuple(ecg.shape[1:]) != expected:
+        slots = (WINDOW_SLOTS, self.config.stmem.num_leads)
+        if ecg.ndim != 3 or ecg.shape[1] not in slots or ecg.shape[2] != self.config.stmem.seq_len:
             raise ValueError(
-                f"ECG windows must be (batch, {expected[0]}, {expected[1]}), got {tuple(ecg.shape)}"
+                f"ECG windows must be (batch, {WINDOW_SLOTS}, {self.config.stmem.seq_len}), "
+                f"got {tuple(ecg.shape)}"
             )
         return ecg.to(self.device, torch.float32)
 

@@ -33,6 +33,9 @@ from torch import Tensor, nn
 from echopulse.generator.config import Pooling, STMEMConfig
 
 POOLINGS: tuple[Pooling, ...] = ("lead", "all", "tokens")
+WINDOW_LAYOUTS = ("stmem", "mv")
+WINDOW_SLOTS = 12  # an `STMEMWindow` always has the 12 lead slots I, II, III, aVR, aVL, aVF, V1–V6
+"""The `stmem_windows` layouts an encoder can be trained on (`compat` is an official model's business)."""
 
 
 class PatchEmbed(nn.Module):
@@ -106,6 +109,8 @@ class STMEMEncoder(nn.Module):
             raise ValueError(f"seq_len {config.seq_len} is not a multiple of patch_size {config.patch_size}")
         if config.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {config.pooling!r}")
+        if config.window_layout not in WINDOW_LAYOUTS:
+            raise ValueError(f"window_layout must be one of {WINDOW_LAYOUTS}, not {config.window_layout!r}")
         if not 0 <= config.pooled_lead < config.num_leads:
             raise ValueError(f"pooled_lead {config.pooled_lead} outside 0..{config.num_leads - 1}")
         self.config = config
@@ -147,13 +152,20 @@ class STMEMEncoder(nn.Module):
 
         The input must be exactly `seq_len` samples long (the official code would take shorter ones, but then
         the token count no longer says how many leads there are, which `pool` relies on). Fewer leads than
-        `num_leads` take the first lead embeddings.
+        `num_leads` take the first lead embeddings; a 12-slot window given to an encoder of fewer leads is
+        read from its first `num_leads` slots.
         """
         if ecg.ndim != 3:
             raise ValueError(f"expected an ECG of shape (batch, leads, samples), got {tuple(ecg.shape)}")
         b, leads, samples = ecg.shape
         if leads > self.config.num_leads:
-            raise ValueError(f"{leads} leads, but the encoder has {self.config.num_leads} lead embeddings")
+            if leads != WINDOW_SLOTS:
+                raise ValueError(
+                    f"{leads} leads, but the encoder has {self.config.num_leads} lead embeddings"
+                )
+            # An encoder trained on the first slots alone (the bundled one reads lead I) ignores the others:
+            # 12 × 32 tokens of which 11 × 32 carry nothing would cost it 12× the compute.
+            ecg, leads = ecg[:, : self.config.num_leads], self.config.num_leads
         if samples != self.config.seq_len:
             raise ValueError(f"{samples} samples per lead, but the encoder takes {self.config.seq_len}")
         patches = self.patch_embed(ecg.float())  # (b, c, n, w)

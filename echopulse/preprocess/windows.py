@@ -27,7 +27,11 @@ MARGIN_S = 1.0
 """Raw signal taken beyond each end of a window. Also the most a window waits after its R-peak, so it
 must not exceed the beat detector's guard (1 s), which keeps windows available when beats commit."""
 
-LAYOUTS = ("stmem", "compat")
+LAYOUTS = ("stmem", "mv", "compat")
+"""`stmem`: z-scored over the kept leads, as ST-MEM was trained. `mv`: the same band-passed window left in
+millivolts (mean removed): a z-score erases absolute QRS voltage, which on a single lead is the only sign of
+low voltage, so models trained on amplitudes (the bundled one) take this. `compat`: the published ECHOPulse
+input (see `compat.py`)."""
 
 
 @dataclass
@@ -78,9 +82,14 @@ def window_span(r_peak: int, fs: float) -> tuple[int, int]:
 
 
 def window_from_segments(
-    segments: np.ndarray, seg_starts: Sequence[int], r_peaks: Sequence[int], fs: float
+    segments: np.ndarray,
+    seg_starts: Sequence[int],
+    r_peaks: Sequence[int],
+    fs: float,
+    zscore: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Band-passed, z-scored (k, leads, 2250) windows from equal-length raw segments, plus pad counts.
+    """Band-passed (k, leads, 2250) windows from equal-length raw segments, plus pad counts; z-scored over
+    all their leads, or (`zscore=False`) in mV with the mean removed.
 
     Segment i holds raw samples from `seg_starts[i]` (negative: edge-padded before the record start);
     its window ends at raw sample `r_peaks[i]`.
@@ -97,8 +106,11 @@ def window_from_segments(
         first_real = max(begin, math.ceil(-start * up / down) if start < 0 else 0)
         pads[i] = first_real - begin
         real = filtered[i, :, first_real : end + 1]
-        std = real.std()
-        out[i, :, pads[i] :] = (real - real.mean()) / std if std > 0 else 0.0
+        centred = real - real.mean()
+        if zscore:
+            std = real.std()
+            centred = centred / std if std > 0 else np.zeros_like(centred)
+        out[i, :, pads[i] :] = centred
     return out, pads
 
 
@@ -133,7 +145,7 @@ def stmem_windows(
         mask[ECHOPULSE_LEAD_SLOT] = True
         pads = [0] * len(beats)
     else:
-        values, pads = _stmem_values(signal, fs, rows, beats, signal_offset)
+        values, pads = _stmem_values(signal, fs, rows, beats, signal_offset, zscore=layout == "stmem")
         mask = np.zeros(len(STMEM_LEADS), dtype=bool)
         mask[[slot for _, slot in pairs]] = True
     times = np.array([b.r_peak_s for b in all_beats])
@@ -150,7 +162,7 @@ def stmem_windows(
 
 
 def _stmem_values(
-    signal: np.ndarray, fs: float, rows: list[int], beats: Sequence[Beat], offset: int
+    signal: np.ndarray, fs: float, rows: list[int], beats: Sequence[Beat], offset: int, zscore: bool = True
 ) -> tuple[list[np.ndarray], list[int]]:
     """Windows for `beats`, batched by segment length.
 
@@ -178,7 +190,7 @@ def _stmem_values(
     for members in groups.values():
         batch = np.stack([segments[i] for i in members])
         r_peaks = [beats[i].r_peak for i in members]
-        out, pad = window_from_segments(batch, [starts[i] for i in members], r_peaks, fs)
+        out, pad = window_from_segments(batch, [starts[i] for i in members], r_peaks, fs, zscore)
         for j, i in enumerate(members):
             values[i], pads[i] = out[j], int(pad[j])
     return values, pads

@@ -1,7 +1,9 @@
 """`echopulse train tokenizer|generator`: the argument parser and the runner the main CLI wires in.
 
     echopulse train tokenizer --config small --data phantom/ --out runs/tok --steps 20000
-    echopulse train generator --config small --data phantom/ --tokenizer runs/tok --out runs/gen
+    echopulse train ecg --config small --out runs/ecg --steps 3000
+    echopulse train generator --config small --data phantom/ --tokenizer runs/tok --out runs/gen \
+        --stmem runs/ecg --freeze-stmem
 
 Both write into --out: `config.json` + `model.safetensors` (EMA weights, loadable with
 `echopulse.generator.checkpoints.load_checkpoint`), `train_state.pt` (raw weights, optimizer, step: what
@@ -17,7 +19,11 @@ from typing import Any
 
 from echopulse.generator.training.settings import TrainSettings
 
-DEFAULTS = {"tokenizer": TrainSettings(lr=3e-4), "generator": TrainSettings(lr=1e-4, grad_clip=1.0)}
+DEFAULTS = {
+    "tokenizer": TrainSettings(lr=3e-4),
+    "generator": TrainSettings(lr=1e-4, grad_clip=1.0),
+    "ecg": TrainSettings(lr=1e-3, batch_size=32, grad_clip=1.0, ema_beta=0.99),
+}
 
 
 def add_train_parser(commands: Any) -> argparse.ArgumentParser:
@@ -39,6 +45,26 @@ def add_train_parser(commands: Any) -> argparse.ArgumentParser:
         "'tokenizer'); the sample grids show input and reconstruction rows.",
     )
     _common(tokenizer, "tokenizer")
+    tokenizer.add_argument(
+        "--init",
+        type=Path,
+        metavar="DIR",
+        help="start from this tokenizer checkpoint's weights (fresh optimizer and schedule), to train on",
+    )
+    ecg = stages.add_parser(
+        "ecg",
+        help="train the ST-MEM encoder to read a beat's EF and timing from fresh phantom ECGs (stage 0)",
+        description="Train the ST-MEM encoder of --config to regress what the phantom's ECG decides (EF, "
+        "the systolic timing, heart rate, QRS width and voltage, ST deviation) from ECGs simulated afresh "
+        "every step. The checkpoint holds the encoder (part 'stmem'), for `train generator --stmem DIR "
+        "--freeze-stmem`; each save logs the held-out R² of every target.",
+    )
+    _common(ecg, "ecg", data=False)
+    ecg.add_argument(
+        "--leads",
+        default="I",
+        help="ECG leads the encoder sees: 'I' (default, a watch), 'all', a list such as 'I,II', or 'random'",
+    )
     generator = stages.add_parser(
         "generator",
         help="train the masked-token transformer and the ST-MEM encoder on a trained tokenizer's ids",
@@ -80,14 +106,15 @@ def add_train_parser(commands: Any) -> argparse.ArgumentParser:
     return train
 
 
-def _common(parser: argparse.ArgumentParser, stage: str) -> None:
+def _common(parser: argparse.ArgumentParser, stage: str, data: bool = True) -> None:
     d = DEFAULTS[stage]
     parser.add_argument(
         "--config",
         default="small",
         help="small, paper or a config JSON file (as in a checkpoint's config.json; default small)",
     )
-    parser.add_argument("--data", type=Path, required=True, metavar="DIR", help="training data folder")
+    if data:
+        parser.add_argument("--data", type=Path, required=True, metavar="DIR", help="training data folder")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument(
         "--steps", type=int, default=d.steps, help=f"total optimizer steps (default {d.steps})"
@@ -161,13 +188,19 @@ def run_train(args: argparse.Namespace) -> int:
     )
     settings.check()
     config = resolve_config(args.config)
+    if args.stage == "ecg":
+        from echopulse.generator.training.ecg_trainer import train_ecg_encoder
+
+        parse_leads(settings.leads)
+        result = train_ecg_encoder(config, args.out, settings, resume=args.resume)
+        return _report(args.stage, result)
     if args.stage == "generator":
         parse_leads(settings.leads)  # a bad --leads is refused before any data is read
     data = open_dataset(args.data)
     if args.stage == "tokenizer":
         from echopulse.generator.training.tokenizer_trainer import train_tokenizer
 
-        result = train_tokenizer(config, data, args.out, settings, resume=args.resume)
+        result = train_tokenizer(config, data, args.out, settings, resume=args.resume, init=args.init)
     else:
         from echopulse.generator.training.generator_trainer import train_generator
 
@@ -181,8 +214,10 @@ def run_train(args: argparse.Namespace) -> int:
             stmem_dir=args.stmem,
             freeze_stmem=args.freeze_stmem,
         )
+    return _report(args.stage, result)
+
+
+def _report(stage: str, result: Any) -> int:
     losses = "" if result.first_loss is None else f", loss {result.first_loss:.4f} -> {result.last_loss:.4f}"
-    print(
-        f"train {args.stage}: {result.steps} steps{losses} -> {result.out} (config.json, model.safetensors)"
-    )
+    print(f"train {stage}: {result.steps} steps{losses} -> {result.out} (config.json, model.safetensors)")
     return 0

@@ -90,8 +90,9 @@ class ECGSource:
     leads: tuple[str, ...]  # canonical names, one per row
     r_peak: int  # sample index of the closing R-peak
 
-    def window(self, keep: Sequence[str] | None) -> np.ndarray:
-        """(12, 2250) float32 ST-MEM window of the kept leads (None: all the source has)."""
+    def window(self, keep: Sequence[str] | None, layout: str = "stmem") -> np.ndarray:
+        """(12, 2250) float32 ST-MEM window of the kept leads (None: all the source has), in `layout`
+        ("stmem" z-scored or "mv", as the model's `stmem.window_layout` says)."""
         rows = [i for i, lead in enumerate(self.leads) if keep is None or lead in keep]
         if not rows:
             return np.zeros((len(STMEM_LEADS), WINDOW_SAMPLES), np.float32)
@@ -104,7 +105,9 @@ class ECGSource:
             quality=None,
             accepted=True,
         )
-        (window,) = stmem_windows(self.signal[rows], self.fs, [self.leads[i] for i in rows], [beat])
+        (window,) = stmem_windows(
+            self.signal[rows], self.fs, [self.leads[i] for i in rows], [beat], layout=layout
+        )
         return window.signal
 
 
@@ -178,13 +181,17 @@ class PairDataset:
         return torch.stack([prepare_clip(self.raw_clips[i], config, self.periodic) for i in indices])
 
     def windows(
-        self, indices: Sequence[int], leads: tuple[str, ...] | str, rng: np.random.Generator
+        self,
+        indices: Sequence[int],
+        leads: tuple[str, ...] | str,
+        rng: np.random.Generator,
+        layout: str = "stmem",
     ) -> Tensor:
-        """(b, 12, 2250) float32 ST-MEM windows with the kept leads of each sample."""
+        """(b, 12, 2250) float32 ST-MEM windows with the kept leads of each sample, in `layout`."""
         out = []
         for i in indices:
             source = self.ecgs[i]
-            out.append(source.window(choose_leads(leads, source.leads, rng)))
+            out.append(source.window(choose_leads(leads, source.leads, rng), layout))
         return torch.from_numpy(np.stack(out).astype(np.float32))
 
 

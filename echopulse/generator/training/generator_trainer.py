@@ -227,6 +227,13 @@ def train_generator(
     end = settings.end_step
     log = TrainLog(out, resume, start)
     sampling_steps = config.sampling.steps
+    layout = config.stmem.window_layout
+    # A fixed encoder on fixed leads gives each sample one context for the whole run: compute them once.
+    fixed_context = (
+        encode_contexts(parts.stmem, data, train_n, leads, layout, device, settings.progress)
+        if freeze_stmem and isinstance(leads, tuple)
+        else None
+    )
 
     first = last = None
     steps = TrainingSteps(settings, optimizer, start, "generator")
@@ -234,13 +241,13 @@ def train_generator(
         step_began = time.perf_counter()
         indices = batch_indices(train_n, settings.batch_size, settings.seed, step)
         ids = all_ids[indices].flatten(1).to(device)
-        ecg = data.windows(indices, leads, step_rng(settings.seed, step)).to(device)
         with autocast(device):
-            if freeze_stmem:
-                with torch.no_grad():
-                    context = parts.stmem.context(ecg)
+            if fixed_context is not None:
+                context = fixed_context[indices].to(device)
             else:
-                context = parts.stmem.context(ecg)
+                ecg = data.windows(indices, leads, step_rng(settings.seed, step), layout).to(device)
+                with torch.set_grad_enabled(not freeze_stmem):
+                    context = parts.stmem.context(ecg)
             context = parts.transformer.drop_context(context)
             inputs, mask = mask_tokens(ids, sampling_steps, parts.transformer.mask_id)
             logits = parts.transformer(inputs, context, grid)
@@ -291,6 +298,27 @@ def train_generator(
 
 
 @torch.no_grad()
+def encode_contexts(
+    stmem: nn.Module,
+    data: PairDataset,
+    count: int,
+    leads: tuple[str, ...],
+    layout: str,
+    device: torch.device,
+    progress: bool,
+    batch_size: int = 64,
+) -> Tensor:
+    """The frozen encoder's context of samples 0 … count-1, on the CPU."""
+    out = []
+    rng = np.random.default_rng(0)  # unused: fixed leads draw nothing
+    for start in tqdm(range(0, count, batch_size), desc="ECG contexts", disable=not progress, leave=False):
+        indices = list(range(start, min(start + batch_size, count)))
+        with autocast(device):
+            out.append(stmem.context(data.windows(indices, leads, rng, layout).to(device)).float().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
 def write_generations(
     parts: GeneratorParts,
     tokenizer: nn.Module,
@@ -309,7 +337,7 @@ def write_generations(
     was_training = parts.training
     parts.eval()
     fixed = "all" if leads == "random" else leads
-    ecg = data.windows(indices, fixed, np.random.default_rng(0)).to(device)
+    ecg = data.windows(indices, fixed, np.random.default_rng(0), config.stmem.window_layout).to(device)
     generator = torch.Generator(device=device).manual_seed(settings.seed)
     with autocast(device):
         context = parts.stmem.context(ecg)

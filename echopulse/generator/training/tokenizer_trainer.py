@@ -34,6 +34,7 @@ from echopulse.generator.training.common import (
 from echopulse.generator.training.data import PairDataset, batch_indices
 from echopulse.generator.training.ema import EMA
 from echopulse.generator.training.errors import TrainingError
+from echopulse.generator.training.generator_trainer import load_tokenizer
 from echopulse.generator.training.losses import ReconLossWeights, reconstruction_loss
 from echopulse.generator.training.samples import save_samples
 from echopulse.generator.training.settings import TrainSettings
@@ -49,8 +50,13 @@ def train_tokenizer(
     settings: TrainSettings,
     resume: Path | None = None,
     weights: ReconLossWeights | None = None,
+    init: Path | None = None,
 ) -> TrainResult:
-    """Train (or continue training) the tokenizer of `config` on `data`; writes a checkpoint to `out`."""
+    """Train (or continue training) the tokenizer of `config` on `data`; writes a checkpoint to `out`.
+
+    `init` starts the weights (codebook included) from a trained tokenizer checkpoint with a fresh optimizer
+    and schedule: a second, longer run on top of a finished one, which `resume` (same schedule) cannot do.
+    """
     settings.check()
     weights = weights or ReconLossWeights()
     if len(data) == 0:
@@ -61,6 +67,10 @@ def train_tokenizer(
     seed_init(settings.seed)
     model = new_module(config, "tokenizer").to(device).train()
     assert isinstance(model, VideoTokenizer)
+    if init is not None:
+        if resume is not None:
+            raise TrainingError("--init and --resume exclude each other (a resumed run has its own weights)")
+        model.load_state_dict(load_tokenizer(init, config, torch.device("cpu")).state_dict())
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=settings.lr, betas=(settings.beta1, settings.beta2))
     ema = EMA(model, settings.ema_beta)
