@@ -119,6 +119,25 @@ def test_guidance_one_is_the_conditional_pass_and_others_mix_in_the_null_pass(ti
     assert (cond - uncond).abs().max() > 1e-3  # the null context is a different context
 
 
+def test_guidance_steps_guide_the_first_steps_and_then_stop(tiny_transformer) -> None:
+    """Each step's logits are the guided mix on the first `guidance_steps` steps, the plain ones after."""
+    torch.manual_seed(4)
+    context = torch.randn(2, 1, 64)
+    seen: list = []
+    with torch.no_grad():
+        sample_ids(tiny_transformer, context, (3, 4, 4), steps=6, guidance=3.0, guidance_steps=2,
+                   generator=torch.Generator().manual_seed(1), trace=seen.append)  # fmt: skip
+        for record in seen:
+            positions = record.masked.nonzero()[:, 1].view(2, -1)
+            for scale in (3.0, 1.0):
+                want = guided_logits(tiny_transformer, record.input_ids, context, (3, 4, 4), positions, scale)
+                if torch.allclose(record.logits, want, atol=ATOL, rtol=RTOL):
+                    break
+            else:
+                scale = None
+            assert scale == (3.0 if record.step < 2 else 1.0), record.step
+
+
 def test_a_seed_fixes_each_row_whatever_the_batch(tiny_transformer) -> None:
     torch.manual_seed(0)
     context = torch.randn(3, 1, 64)

@@ -20,6 +20,7 @@ class Provenance:
     primed: bool
     device: str
     precision: str = "fp32"
+    guidance_steps: int | None = None  # guidance on the first N decoding steps only (None: all)
     synthetic: bool = field(default=True, init=False)
 
     def to_dict(self) -> dict[str, Any]:

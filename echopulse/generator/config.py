@@ -84,9 +84,14 @@ class TransformerConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
+    """`guidance_steps`: guidance on the first N decoding steps only (None: all). The early steps place the
+    bulk of the tokens, where the ECG's say matters; the late ones fill in detail, and guiding them costs a
+    second transformer pass each (guidance in a limited interval, as Kynkäänniemi et al. 2024 do)."""
+
     steps: int = 18
     starting_temperature: float = 0.9
     guidance: float = 1.0
+    guidance_steps: int | None = None
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,8 @@ class EchoGenerator:
             ids = sample_ids(
                 self.transformer, context, (t, h, w), steps=steps,
                 starting_temperature=self.config.sampling.starting_temperature, guidance=guidance,
-                prefix_ids=prefix, generator=generators, noise=noise,
+                guidance_steps=self.config.sampling.guidance_steps, prefix_ids=prefix, generator=generators,
+                noise=noise,
             )
             if prefix is not None:
                 ids = torch.cat((prefix, ids), dim=1)
@@ -229,6 +230,7 @@ class EchoGenerator:
         provenance = Provenance(
             model_id=self.model_id, config_hash=self.config.hash, seed=seed, steps=steps,
             guidance=float(guidance), primed=primed, device=self.device.type, precision=self.precision,
+            guidance_steps=self.config.sampling.guidance_steps if guidance != 1.0 else None,
         )
         return EchoClip(
             frames=frames, fps=len(frames) / rr, rr_s=float(rr),

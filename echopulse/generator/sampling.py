@@ -97,6 +97,7 @@ def sample_ids(
     steps: int = 18,
     starting_temperature: float = 0.9,
     guidance: float = 1.0,
+    guidance_steps: int | None = None,
     prefix_ids: Tensor | None = None,
     generator: Generators = None,
     noise: bool = True,
@@ -107,7 +108,7 @@ def sample_ids(
     `prefix_ids` (b, p) are fixed tokens in front (a prime frame's ids); the transformer then sees the grid
     (t_prefix + t, h, w) and only the generated part is returned. `noise=False` turns Gumbel sampling into
     argmax decoding (used to check against the official trace). `generator`: one for the batch, or one
-    per row.
+    per row. `guidance_steps`: guidance on steps 0 … guidance_steps-1 only (None: on all).
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
@@ -129,7 +130,8 @@ def sample_ids(
         # Every row masks the same number of tokens, so the masked positions stack into (b, k).
         positions = masked.nonzero()[:, 1].view(b, k)
         model_ids = ids if prefix_ids is None else torch.cat((prefix_ids, ids), dim=1)
-        logits = guided_logits(transformer, model_ids, context, full_grid, positions + prefix, guidance)
+        scale = guidance if guidance_steps is None or step < guidance_steps else 1.0
+        logits = guided_logits(transformer, model_ids, context, full_grid, positions + prefix, scale)
 
         temperature = temperature_at(step, steps, starting_temperature)
         sampled = logits / max(temperature, 1e-10)

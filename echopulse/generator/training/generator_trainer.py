@@ -348,6 +348,7 @@ def write_generations(
             steps=config.sampling.steps,
             starting_temperature=config.sampling.starting_temperature,
             guidance=config.sampling.guidance,
+            guidance_steps=config.sampling.guidance_steps,
             generator=generator,
         )
         generated = tokenizer.decode(ids).float()
