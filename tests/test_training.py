@@ -342,3 +342,23 @@ def test_ecg_encoder_learns_and_the_generator_builds_on_it_frozen(
                     freeze_stmem=True)  # fmt: skip
     after = load_checkpoint(gen_dir).state["stmem"]
     assert all(torch.equal(encoder[key], after[key]) for key in encoder)
+
+
+def test_decoder_only_training_keeps_every_token_id(
+    tokenizer_run: Path, phantom: Path, tmp_path: Path
+) -> None:
+    """A generator trained on the first tokenizer's ids stays valid: the ids do not move, the pixels do."""
+    data = open_dataset(phantom)
+    video = data.clips(range(len(data)), tiny_config().tokenizer)
+    before = load_checkpoint(tokenizer_run).build()["tokenizer"]
+    run = settings(30, lr=3e-3)
+    train_tokenizer(tiny_config(), data, tmp_path, run, init=tokenizer_run, decoder_only=True)
+    after = load_checkpoint(tmp_path).build()["tokenizer"]
+    with torch.no_grad():
+        ids = before.encode(video)
+        assert torch.equal(after.encode(video), ids)
+        assert torch.equal(after.vq.codebook.embed, before.vq.codebook.embed)
+        old, new = (float(((m.decode(ids) - video) ** 2).mean()) for m in (before, after))
+    assert new < old, (old, new)
+    with pytest.raises(TrainingError, match="--init"):
+        train_tokenizer(tiny_config(), data, tmp_path / "x", settings(2), decoder_only=True)

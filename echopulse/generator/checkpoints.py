@@ -228,6 +228,11 @@ def config_from_dict(data: Any) -> GeneratorConfig:
             if not hasattr(template, name):
                 continue  # from_dict names the unknown fields
             expected = getattr(template, name)
+            if expected is None:  # an optional count (sampling.guidance_steps): None or a positive integer
+                ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0)
+                if not ok:
+                    raise ValueError(f"config field {part}.{name} = {value!r} is not null or a count")
+                continue
             if isinstance(expected, bool | str):
                 ok = type(value) is type(expected)
             elif isinstance(expected, int):

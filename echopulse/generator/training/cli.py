@@ -51,6 +51,12 @@ def add_train_parser(commands: Any) -> argparse.ArgumentParser:
         metavar="DIR",
         help="start from this tokenizer checkpoint's weights (fresh optimizer and schedule), to train on",
     )
+    tokenizer.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="with --init: train the decoder alone; every clip keeps its token ids, so a generator trained "
+        "on the --init tokenizer's ids stays valid",
+    )
     ecg = stages.add_parser(
         "ecg",
         help="train the ST-MEM encoder to read a beat's EF and timing from fresh phantom ECGs (stage 0)",
@@ -200,7 +206,10 @@ def run_train(args: argparse.Namespace) -> int:
     if args.stage == "tokenizer":
         from echopulse.generator.training.tokenizer_trainer import train_tokenizer
 
-        result = train_tokenizer(config, data, args.out, settings, resume=args.resume, init=args.init)
+        result = train_tokenizer(
+            config, data, args.out, settings, resume=args.resume, init=args.init,
+            decoder_only=args.decoder_only,
+        )  # fmt: skip
     else:
         from echopulse.generator.training.generator_trainer import train_generator
 

@@ -51,11 +51,15 @@ def train_tokenizer(
     resume: Path | None = None,
     weights: ReconLossWeights | None = None,
     init: Path | None = None,
+    decoder_only: bool = False,
 ) -> TrainResult:
     """Train (or continue training) the tokenizer of `config` on `data`; writes a checkpoint to `out`.
 
     `init` starts the weights (codebook included) from a trained tokenizer checkpoint with a fresh optimizer
     and schedule: a second, longer run on top of a finished one, which `resume` (same schedule) cannot do.
+    `decoder_only` (with `init`) trains the decoder alone: the encoder and the codebook stay as they are, so
+    every clip keeps its token ids and a generator trained on them stays valid, while the pixels those ids
+    decode to get better.
     """
     settings.check()
     weights = weights or ReconLossWeights()
@@ -71,6 +75,10 @@ def train_tokenizer(
         if resume is not None:
             raise TrainingError("--init and --resume exclude each other (a resumed run has its own weights)")
         model.load_state_dict(load_tokenizer(init, config, torch.device("cpu")).state_dict())
+    if decoder_only:
+        if init is None and resume is None:
+            raise TrainingError("--decoder-only needs --init (the tokenizer whose decoder to train)")
+        freeze_encoder(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=settings.lr, betas=(settings.beta1, settings.beta2))
     ema = EMA(model, settings.ema_beta)
@@ -88,7 +96,8 @@ def train_tokenizer(
         video = data.clips(
             batch_indices(len(data), settings.batch_size, settings.seed, step), config.tokenizer
         ).to(device)
-        output = tokenizer_forward(model, video, device)
+        forward = decoder_forward if decoder_only else tokenizer_forward
+        output = forward(model, video, device)
         losses = reconstruction_loss(output.recon, video, weights)
         loss = losses["total"] + output.commit_loss.float()
         optimizer.zero_grad(set_to_none=True)
@@ -132,6 +141,29 @@ def train_tokenizer(
     if start >= end:  # nothing left to do: still leave a checkpoint behind
         save_tokenizer(out, config, model, optimizer, ema, start, settings, data)
     return steps.result(out, first, last)
+
+
+DECODER_PARTS = ("vq.project_out.", "dec_temporal.", "dec_spatial.", "to_pixels_first.", "to_pixels.")
+
+
+def freeze_encoder(model: VideoTokenizer) -> None:
+    """Everything but the decoder stops learning; the quantizer stops its EMA codebook updates (eval)."""
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(DECODER_PARTS))
+    model.vq.eval()
+
+
+def decoder_forward(model: VideoTokenizer, video: torch.Tensor, device: torch.device) -> TokenizerOutput:
+    """Reconstruction from the clip's fixed token ids, gradients through the decoder only."""
+    ids = model.encode(video)
+    with autocast(device):
+        recon = model.decode(ids)
+    recon = recon.float()
+    perplexity, usage = model.vq.usage_stats(ids)
+    return TokenizerOutput(
+        recon=recon, ids=ids, recon_loss=F.mse_loss(recon, video),
+        commit_loss=torch.zeros((), device=video.device), perplexity=perplexity, codebook_usage=usage,
+    )  # fmt: skip
 
 
 def tokenizer_forward(model: VideoTokenizer, video: torch.Tensor, device: torch.device) -> TokenizerOutput:
