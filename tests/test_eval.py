@@ -256,6 +256,10 @@ def test_the_pipeline_on_true_clips_and_without_real_echo(model_dir: Path, tmp_p
         assert isinstance(report[key], float), key
     assert report["measure_failures"] == 0 and report["ef_mae"] < 5.0
     assert report["ef_mae_shuffled"] > report["ef_mae"]
+    # the tokenizer's ceiling is measured on its own reconstructions (a random tokenizer's are noise)
+    for key in ["ef_mae_reconstructed", "ef_r2_reconstructed", "es_frame_within_1_reconstructed"]:
+        assert key in report and (report[key] is None or isinstance(report[key], float)), key
+    assert report["ef_mae_reconstructed"] != report["ef_mae"]
     assert report["ed_frame_within_1"] == 1.0 and report["hr_mae"] == pytest.approx(0.0, abs=1e-9)
     with (out / "per_sample.csv").open() as handle:
         rows = list(csv.DictReader(handle))
