@@ -58,6 +58,15 @@ the speckle-dark patches of a wall in dropout join the cavity, and the hull then
 INSIDE_SHARE = 0.6
 """A dark component with at least this share of its pixels inside the previous frame's LV is LV too."""
 
+PV_BAND_PX = 2
+PV_RING_PX = 4
+"""The partial-volume band reaches `PV_BAND_PX` pixels either side of the binary outline and the wall ring
+`PV_RING_PX` pixels beyond it, at 128 px; both scale with the frame size (a 64-px clip gets a ±1-pixel
+band and a 2-pixel ring), like every other pixel-scale step here, so the band spans the same anatomy
+whatever the resolution. On 64×64×11 phantom clips (development seeds 500 000–500 399) the unscaled band
+gave EF MAE ≈ 4.0 points (R² 0.48–0.70 per 200 seeds), the scaled one ≈ 2.6 (R² 0.73–0.85), level with
+measuring after a bicubic upscale to 128 px; at 128 px nothing changes."""
+
 OPENING_STEPS = 4
 MIN_SOLIDITY = 0.85
 """The seed LV must be at least this convex (area / hull area) before the opening stops growing."""
@@ -261,9 +270,12 @@ def partial_volume_areas(frames: np.ndarray, masks: np.ndarray, tissue: np.ndarr
     blood intensity inside this frame's cavity and T the mean tissue intensity of the wall around it: a
     linear (unclipped) estimate, so speckle averages out and the band's sum is where the wall's edge is.
     """
-    inner = ndimage.binary_erosion(masks, structure=IN_PLANE, iterations=2)
-    outer = ndimage.binary_dilation(masks, structure=IN_PLANE, iterations=2)
-    ring = ndimage.binary_dilation(outer, structure=IN_PLANE, iterations=4) & ~outer & tissue
+    size = min(masks.shape[1:])
+    half_band = max(1, round(PV_BAND_PX * size / 128))
+    inner = ndimage.binary_erosion(masks, structure=IN_PLANE, iterations=half_band)
+    outer = ndimage.binary_dilation(masks, structure=IN_PLANE, iterations=half_band)
+    ring_steps = max(2, round(PV_RING_PX * size / 128))
+    ring = ndimage.binary_dilation(outer, structure=IN_PLANE, iterations=ring_steps) & ~outer & tissue
     band = outer & ~inner
     pool = inner & ~tissue
     binary = masks.sum(axis=(1, 2)).astype(np.float64)

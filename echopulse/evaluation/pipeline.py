@@ -22,7 +22,6 @@ from echopulse.evaluation.plots import best_worst_strip, ef_scatter, tokenizer_s
 from echopulse.evaluation.report import generation_keys, write_eval_json, write_per_sample_csv
 from echopulse.evaluation.tokenizer_eval import real_echo_clips, reconstruct
 
-
 RECONSTRUCTED_KEYS = ("ef_mae", "ef_r2", "es_frame_within_1", "ed_frame_within_1")
 """Measured on the tokenizer's reconstructions of the true clips (`*_reconstructed` in eval.json): the best
 a generator could score through this tokenizer, which separates the tokenizer's share of the error."""
