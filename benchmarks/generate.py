@@ -3,7 +3,8 @@
     python benchmarks/generate.py [--model DIR] [--steps 12] [--device cpu] [--repeats 3]
 
 Prints one JSON object:
-- `clip_batch1_s`: seconds per clip at batch 1 (best of `--repeats` runs, 12 steps, the model's guidance);
+- `clip_batch1_s`: seconds per clip at batch 1 (best of `--repeats` runs, 12 steps, the model's guidance
+  and guidance interval, `guidance_steps`);
 - `batch16_clips_per_s`: clips per second at batch 16;
 - `guidance1_*`: the same without the null-context pass, for scale; `bf16_*`: with bf16 autocast on the
   CPU (`--precision bf16`);
@@ -85,6 +86,7 @@ def main() -> None:
         "config_hash": generator.config.hash,
         "steps": args.steps,
         "guidance": guidance,
+        "guidance_steps": generator.config.sampling.guidance_steps,
         "device": args.device,
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
