@@ -33,10 +33,11 @@ $PY -m echopulse train ecg --config small --out "$BUILD/ecg" --leads I --steps 3
 
 # 4. Generator (stage 2): the masked-token transformer on the tokenizer's ids, conditioned on the frozen
 #    encoder (lead I only, what a watch records), condition dropout 0.15 for classifier-free guidance.
-#    It runs beside step 5, one thread each, as the bundled model was built.
+#    It runs beside step 5, one thread each, as the bundled model was built; the schedule spans 4500 steps
+#    and the run stops at 4000 (the time it had), where the learning rate is already below a tenth of its peak.
 $PY -m echopulse train generator --config small --data "$BUILD/phantom" --tokenizer "$BUILD/tokenizer" \
     --stmem "$BUILD/ecg" --freeze-stmem --out "$BUILD/generator" --leads I --steps 4500 --batch-size 24 \
-    --lr 8e-4 --warmup 150 --seed 0 --sample-every 1000 --save-every 500 --no-progress &
+    --lr 8e-4 --warmup 150 --seed 0 --until 4000 --sample-every 1000 --save-every 500 --no-progress &
 GENERATOR_PID=$!
 
 # 5. The tokenizer's decoder alone, 6000 more steps: every clip keeps its token ids (the generator's
