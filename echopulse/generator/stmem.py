@@ -34,8 +34,8 @@ from echopulse.generator.config import Pooling, STMEMConfig
 
 POOLINGS: tuple[Pooling, ...] = ("lead", "all", "tokens")
 WINDOW_LAYOUTS = ("stmem", "mv")
-WINDOW_SLOTS = 12  # an `STMEMWindow` always has the 12 lead slots I, II, III, aVR, aVL, aVF, V1–V6
 """The `stmem_windows` layouts an encoder can be trained on (`compat` is an official model's business)."""
+WINDOW_SLOTS = 12  # an `STMEMWindow` always has the 12 lead slots I, II, III, aVR, aVL, aVF, V1–V6
 
 
 class PatchEmbed(nn.Module):
