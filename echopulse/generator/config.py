@@ -84,10 +84,10 @@ class TransformerConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """`guidance_steps`: guidance on the first N decoding steps only (None: all), as in guidance over a limited
-    interval (Kynkäänniemi et al. 2024): each guided step costs a second transformer pass. For the bundled
-    model it is off: guiding only 4 of 12 steps made the measured EF about 5 points too low (development
-    seeds), the late steps' guidance is what sets how far the walls move."""
+    """`guidance_steps`: guidance on the first N decoding steps only (None: all), as in guidance over a
+    limited interval (Kynkäänniemi et al. 2024): each guided step costs a second transformer pass. For the
+    bundled model it is off: guiding only 4 of 12 steps made the measured EF about 5 points too low
+    (development seeds); the late steps' guidance is what sets how far the walls move."""
 
     steps: int = 18
     starting_temperature: float = 0.9
