@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from echopulse.generator.config import CONFIGS, GeneratorConfig
@@ -105,6 +105,29 @@ def load_resume(
     return state, start
 
 
+def resume_state(
+    kind: str,
+    step: int,
+    config: GeneratorConfig,
+    settings: TrainSettings,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    ema: Any,
+    **extra: Any,
+) -> dict[str, Any]:
+    """What `save_state` writes and `load_resume` + `restore` read back: raw weights, optimizer, EMA, step."""
+    return {
+        "kind": kind,
+        "step": step,
+        **extra,
+        "config_hash": config.hash,
+        "settings": settings.to_json(),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "ema": ema.state_dict(),
+    }
+
+
 def restore(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, ema: Any) -> None:
     """Put the raw weights, the optimizer and the EMA of a resume state back."""
     model.load_state_dict(state["model"])
@@ -143,6 +166,8 @@ class TrainingSteps:
             leave=False,
         )
         self.began = time.perf_counter()
+        self.first_loss: float | None = None
+        self.last_loss: float | None = None
 
     def __iter__(self) -> Iterator[tuple[int, float]]:
         """(step, learning rate) for each step to run."""
@@ -154,10 +179,24 @@ class TrainingSteps:
             yield step, lr
         self.bar.close()
 
-    def result(self, out: Path, first: float | None, last: float | None) -> TrainResult:
+    def update(
+        self, loss: Tensor, params: list[nn.Parameter], ema: Any, model: nn.Module
+    ) -> tuple[float, float]:
+        """One optimizer step on `loss` (gradients clipped, EMA updated); returns (loss, gradient norm)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = clip_gradients(params, self.settings.grad_clip)
+        self.optimizer.step()
+        ema.update(model)
+        value = loss.item()
+        self.first_loss = value if self.first_loss is None else self.first_loss
+        self.last_loss = value
+        return value, grad_norm
+
+    def result(self, out: Path) -> TrainResult:
         ran = max(0, self.end - self.start)
         per_step = (time.perf_counter() - self.began) / ran if ran else None
-        return TrainResult(out, max(self.start, self.end), first, last, per_step)
+        return TrainResult(out, max(self.start, self.end), self.first_loss, self.last_loss, per_step)
 
 
 class TrainLog:

@@ -33,10 +33,11 @@ from echopulse.generator.training.common import (
     TrainLog,
     TrainResult,
     autocast,
-    clip_gradients,
     due,
     load_resume,
     resolve_device,
+    restore,
+    resume_state,
     save_state,
     seed_init,
 )
@@ -171,13 +172,10 @@ def train_ecg_encoder(
     ema = EMA(model, settings.ema_beta)
     state, start = load_resume(resume, KIND, config, device, settings.steps)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        ema.load_state_dict(state["ema"])
+        restore(state, model, optimizer, ema)
     end = settings.end_step
     log = TrainLog(out, resume, start)
 
-    first = last = None
     steps = TrainingSteps(settings, optimizer, start, "ECG encoder")
     for step, lr in steps:
         began = time.perf_counter()
@@ -186,16 +184,9 @@ def train_ecg_encoder(
         with autocast(device):
             pred = model(batch.windows.to(device))
         loss = F.smooth_l1_loss(pred.float(), batch.targets.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = clip_gradients(params, settings.grad_clip)
-        optimizer.step()
-        ema.update(model)
+        value, grad_norm = steps.update(loss, params, ema, model)
 
         done = step + 1
-        value = loss.item()
-        first = value if first is None else first
-        last = value
         entry = {"step": done, "step_s": round(time.perf_counter() - began, 4), "loss": round(value, 6),
                  "lr": lr, "grad_norm": round(grad_norm, 6)}  # fmt: skip
         if due(done, settings.save_every, end):
@@ -206,7 +197,7 @@ def train_ecg_encoder(
     if start >= end:
         scores = holdout_scores(ema.model, held, device)
         save_reader(out, config, model, optimizer, ema, start, settings, scores)
-    return steps.result(out, first, last)
+    return steps.result(out)
 
 
 def save_reader(
@@ -220,18 +211,7 @@ def save_reader(
     scores: dict,
 ) -> None:
     """The EMA encoder as a checkpoint (part "stmem"); everything, head included, in the resume state."""
-    save_state(
-        out,
-        {
-            "kind": KIND,
-            "step": step,
-            "config_hash": config.hash,
-            "settings": settings.to_json(),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "ema": ema.state_dict(),
-        },
-    )
+    save_state(out, resume_state(KIND, step, config, settings, model, optimizer, ema))
     reader = ema.model
     assert isinstance(reader, ECGReader)
     metadata = {

@@ -33,11 +33,11 @@ from echopulse.generator.training.common import (
     TrainLog,
     TrainResult,
     autocast,
-    clip_gradients,
     due,
     load_resume,
     resolve_device,
     restore,
+    resume_state,
     save_state,
     seed_init,
 )
@@ -235,7 +235,6 @@ def train_generator(
         else None
     )
 
-    first = last = None
     steps = TrainingSteps(settings, optimizer, start, "generator")
     for step, lr in steps:
         step_began = time.perf_counter()
@@ -252,16 +251,9 @@ def train_generator(
             inputs, mask = mask_tokens(ids, sampling_steps, parts.transformer.mask_id)
             logits = parts.transformer(inputs, context, grid)
         loss = masked_token_loss(logits, ids, mask)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = clip_gradients(params, settings.grad_clip)
-        optimizer.step()
-        ema.update(parts)
+        value, grad_norm = steps.update(loss, params, ema, parts)
 
         done = step + 1
-        value = loss.item()
-        first = value if first is None else first
-        last = value
         with torch.no_grad():
             accuracy = float((logits[mask].argmax(dim=-1) == ids[mask]).float().mean())
         log.write(
@@ -294,7 +286,7 @@ def train_generator(
             save_generator(out, config, parts, tokenizer, optimizer, ema, done, settings, data)
     if start >= end:
         save_generator(out, config, parts, tokenizer, optimizer, ema, start, settings, data)
-    return steps.result(out, first, last)
+    return steps.result(out)
 
 
 @torch.no_grad()
@@ -374,19 +366,8 @@ def save_generator(
     data: PairDataset,
 ) -> None:
     """A full generator checkpoint (EMA stmem and transformer, the frozen tokenizer) and the resume state."""
-    save_state(
-        out,
-        {
-            "kind": KIND,
-            "step": step,
-            "freeze_stmem": not any(p.requires_grad for p in parts.stmem.parameters()),
-            "config_hash": config.hash,
-            "settings": settings.to_json(),
-            "model": parts.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "ema": ema.state_dict(),
-        },
-    )
+    frozen = not any(p.requires_grad for p in parts.stmem.parameters())
+    save_state(out, resume_state(KIND, step, config, settings, parts, optimizer, ema, freeze_stmem=frozen))
     save_checkpoint(
         out,
         config,

@@ -23,11 +23,11 @@ from echopulse.generator.training.common import (
     TrainLog,
     TrainResult,
     autocast,
-    clip_gradients,
     due,
     load_resume,
     resolve_device,
     restore,
+    resume_state,
     save_state,
     seed_init,
 )
@@ -89,7 +89,6 @@ def train_tokenizer(
     log = TrainLog(out, resume, start)
     shown = list(range(min(SHOWN_CLIPS, len(data))))
 
-    first = last = None
     steps = TrainingSteps(settings, optimizer, start, "tokenizer")
     for step, lr in steps:
         step_began = time.perf_counter()
@@ -100,17 +99,10 @@ def train_tokenizer(
         output = forward(model, video, device)
         losses = reconstruction_loss(output.recon, video, weights)
         loss = losses["total"] + output.commit_loss.float()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = clip_gradients(params, settings.grad_clip)
-        optimizer.step()
-        ema.update(model)
+        value, grad_norm = steps.update(loss, params, ema, model)
 
         done = step + 1
-        value = loss.item()
         stats = {k: v.item() for k, v in losses.items()}
-        first = value if first is None else first
-        last = value
         log.write(
             {
                 "step": done,
@@ -140,7 +132,7 @@ def train_tokenizer(
             save_tokenizer(out, config, model, optimizer, ema, done, settings, data)
     if start >= end:  # nothing left to do: still leave a checkpoint behind
         save_tokenizer(out, config, model, optimizer, ema, start, settings, data)
-    return steps.result(out, first, last)
+    return steps.result(out)
 
 
 DECODER_PARTS = ("vq.project_out.", "dec_temporal.", "dec_spatial.", "to_pixels_first.", "to_pixels.")
@@ -215,18 +207,7 @@ def save_tokenizer(
     data: PairDataset,
 ) -> None:
     """The EMA weights as a checkpoint (part "tokenizer"), the raw ones and the optimizer for resuming."""
-    save_state(
-        out,
-        {
-            "kind": KIND,
-            "step": step,
-            "config_hash": config.hash,
-            "settings": settings.to_json(),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "ema": ema.state_dict(),
-        },
-    )
+    save_state(out, resume_state(KIND, step, config, settings, model, optimizer, ema))
     save_checkpoint(
         out,
         config,
