@@ -4,10 +4,11 @@
 
 Prints one JSON object:
 - `clip_batch1_s`: seconds per clip at batch 1 (best of `--repeats` runs, 12 steps, the model's guidance
-  and guidance interval, `guidance_steps`);
+  and guidance interval, `guidance_steps`, the generator's default `precision`: bf16 on a CPU that does
+  bf16 natively, else float32);
 - `batch16_clips_per_s`: clips per second at batch 16;
-- `guidance1_*`: the same without the null-context pass, for scale; `bf16_*`: with bf16 autocast on the
-  CPU (`--precision bf16`);
+- `guidance1_*`: the same without the null-context pass, for scale; `fp32_*`: the same in float32 (the
+  baseline, measured in the same run; equal to the default on a CPU without native bf16);
 - `generate_cli_s`: `echopulse generate` end to end on a real 30-s Apple Watch CSV (read, beats, windows,
   every clip, MP4 + GIF per beat, contact sheet, manifest), with the beat count, so the per-beat cost is
   there too.
@@ -65,10 +66,11 @@ def main() -> None:
     batch16 = run(16, guidance)
     g1_batch1 = run(1, 1.0)
     g1_batch16 = run(16, 1.0)
-    generator.precision = "bf16"
-    bf16_batch1 = run(1, guidance)
-    bf16_batch16 = run(16, guidance)
+    precision = generator.precision
     generator.precision = "fp32"
+    fp32_batch1 = run(1, guidance)
+    fp32_batch16 = run(16, guidance)
+    generator.precision = precision
 
     with tempfile.TemporaryDirectory() as out:
         argv = ["generate", str(args.csv), "--out", out, "--steps", str(args.steps), "--device", args.device]
@@ -88,14 +90,16 @@ def main() -> None:
         "guidance": guidance,
         "guidance_steps": generator.config.sampling.guidance_steps,
         "device": args.device,
+        "precision": precision,
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "clip_batch1_s": round(batch1, 4),
         "batch16_clips_per_s": round(16 / batch16, 2),
         "guidance1_clip_batch1_s": round(g1_batch1, 4),
         "guidance1_batch16_clips_per_s": round(16 / g1_batch16, 2),
-        "bf16_clip_batch1_s": round(bf16_batch1, 4),
-        "bf16_batch16_clips_per_s": round(16 / bf16_batch16, 2),
+        "fp32_clip_batch1_s": round(fp32_batch1, 4),
+        "fp32_batch16_clips_per_s": round(16 / fp32_batch16, 2),
+        "batch16_speedup_over_fp32": round(fp32_batch16 / batch16, 2),
         "generate_cli": {"input": args.csv.name, "exit_code": code, "seconds": round(cli_s, 2),
                          "beats_with_clips": beats,
                          "seconds_per_beat": round(cli_s / beats, 3) if beats else None},

@@ -119,6 +119,16 @@ def test_guidance_one_is_the_conditional_pass_and_others_mix_in_the_null_pass(ti
     assert (cond - uncond).abs().max() > 1e-3  # the null context is a different context
 
 
+def test_a_context_batch_must_be_a_whole_multiple_of_the_token_batch(tiny_transformer) -> None:
+    """Two contexts per ids row fan the rows out (guidance); three contexts for two rows is an error."""
+    ids = torch.randint(0, 65, (2, 48))
+    with torch.no_grad():
+        fanned = tiny_transformer(ids, torch.randn(4, 1, 64), (3, 4, 4))
+        assert fanned.shape == (4, 48, tiny_transformer.config.num_tokens)
+        with pytest.raises(ValueError, match="not a multiple"):
+            tiny_transformer(ids, torch.randn(3, 1, 64), (3, 4, 4))
+
+
 def test_guidance_steps_guide_the_first_steps_and_then_stop(tiny_transformer) -> None:
     """Each step's logits are the guided mix on the first `guidance_steps` steps, the plain ones after."""
     torch.manual_seed(4)

@@ -155,6 +155,7 @@ def evaluate(
         "ef_true_std": float(true_ef.std()),
         "clip_source": "generator" if clip_source is None else type(clip_source).__name__,
         "device": str(getattr(generator, "device", "cpu")),
+        "precision": getattr(generator, "precision", "fp32"),
         "synthetic": True,
         "notes": notes,
     }

@@ -65,7 +65,7 @@ class ContinuousPositionBias(nn.Module):
         return torch.sign(rel) * torch.log(rel.abs() + 1)
 
     def compute(self, shape: tuple[int, ...], device: torch.device | None = None) -> Tensor:
-        x = self.relative_positions(shape, device)
+        x = self.relative_positions(shape, device).to(self.to_heads.weight.dtype)
         for layer in self.hidden:
             x = F.leaky_relu(layer(x), 0.1)
         return rearrange(self.to_heads(x), "i j h -> h i j")
@@ -246,13 +246,30 @@ class Transformer(nn.Module):
         context: Tensor | None = None,
         self_mask: Tensor | None = None,
     ) -> Tensor:
+        """A `context` batch r times x's batch fans x out r-fold (row i of x → rows i, b + i, …) just
+        before the first cross-attention. Nothing before that point sees the context, so classifier-free
+        guidance computes the first block's PEG and self-attention once for its conditional and null
+        passes instead of twice: exact, and a sixth of the work of a three-block model."""
         for block in self.blocks:
             x = block.peg(x, grid) + x
             x = block.self_attn(x, bias=bias, key_mask=self_mask) + x
             if block.cross_attn is not None and context is not None:
+                if context.shape[0] != x.shape[0]:
+                    x, grid, self_mask = fan_out(x, grid, self_mask, context.shape[0])
                 x = block.cross_attn(x, context=context) + x
             x = block.ff(x) + x
         return self.norm_out(x)
+
+
+def fan_out(
+    x: Tensor, grid: tuple[int, int, int, int], key_mask: Tensor | None, batch: int
+) -> tuple[Tensor, tuple[int, int, int, int], Tensor | None]:
+    """x, its grid and key mask repeated whole to `batch` rows (a multiple of x's batch)."""
+    if batch % x.shape[0]:
+        raise ValueError(f"a context batch of {batch} is not a multiple of the token batch {x.shape[0]}")
+    times = batch // x.shape[0]
+    key_mask = None if key_mask is None else key_mask.repeat(times, 1)
+    return x.repeat(times, 1, 1), (batch, *grid[1:]), key_mask
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -6,7 +6,8 @@ Gumbel-max sampling and the confidence rule are the official ECHOPulse ones (che
 trace); what we add:
 
 - classifier-free guidance that works: the conditional and the null-context pass run as one batch and
-  `logits = uncond + s·(cond − uncond)`; guidance 1 skips the null pass;
+  `logits = uncond + s·(cond − uncond)`; they share the work done before the first cross-attention;
+  guidance 1 skips the null pass;
 - logits only for the tokens still masked (the official code projects all 1536 to 8192 logits each step);
 - noise drawn from a `torch.Generator`, so a seed fixes the result on CPU.
 """
@@ -75,7 +76,7 @@ def guided_logits(
     """
     b = ids.shape[0]
     if guidance != 1.0:
-        ids = torch.cat((ids, ids))
+        # The ids stay b rows: the transformer fans them out to the 2b contexts where they first meet them.
         context = torch.cat((context, transformer.null_contexts(b, context.shape[1]).to(context.dtype)))
         positions = None if positions is None else torch.cat((positions, positions))
     embeds = transformer(ids, context, grid, return_embeds=True)

@@ -50,7 +50,10 @@ class MaskedTokenTransformer(nn.Module):
         *,
         return_embeds: bool = False,
     ) -> Tensor:
-        """ids (b, t, h, w) or (b, n) with `grid`; context (b, m, dim_context) or None (no cross-attention).
+        """ids (b, t, h, w) or (b, n) with `grid`; context (r·b, m, dim_context) or None (no cross-attention).
+
+        With r > 1 (guidance: r = 2) the output has r·b rows, row j·b + i for ids row i and context row
+        j·b + i (see `Transformer.forward`).
 
         Returns logits (b, n, num_tokens).
         """
