@@ -23,6 +23,7 @@ from echopulse.generator.config import (
     TokenizerConfig,
     TransformerConfig,
 )
+from echopulse.generator.echo_generator import cpu_has_bf16
 from echopulse.ingest import read_record
 from echopulse.sample import SAMPLE_ECG_FS, sample_ecg_path
 from echopulse.video.generate import usable_windows
@@ -137,6 +138,7 @@ def test_the_manifest_says_synthetic_and_what_made_each_clip(sample_out, model_d
     assert doc["model"]["id"] == "random-micro"
     assert doc["model"]["config_hash"] == micro_config().hash
     assert doc["steps"] == 2 and doc["seed"] == 0 and doc["guidance"] == 1.0
+    assert doc["precision"] == ("bf16" if cpu_has_bf16() else "fp32")  # what --precision auto chose here
     assert doc["echopulse_version"] and doc["files"]["contact_sheet"] == "contact_sheet.png"
     for beat in doc["beats"]:
         assert {"index", "r_peak_s", "rr_s", "hr_bpm", "quality", "accepted", "reason"} <= set(beat)
@@ -185,12 +187,13 @@ def test_same_seed_same_clips_and_the_mark_only_touches_a_corner(model_dir, shor
     Image.fromarray(np.tile(np.arange(0, 250, 5, dtype=np.uint8), (40, 1))).save(prime)
     common = (short_sample, "--fs", SAMPLE_ECG_FS, "--model", model_dir, "--format", "gif", "--prime", prime)
     runs = {}
-    for name, extra in (("a", ()), ("b", ()), ("plain", ("--no-mark",))):
+    for name, extra in (("a", ()), ("b", ()), ("plain", ("--no-mark",)), ("fp32", ("--precision", "fp32"))):
         assert generate(*common, "--out", tmp_path / name, *extra) == 0
         runs[name] = manifest(tmp_path / name)
     assert runs["a"] == runs["b"]
     assert runs["a"]["prime"]["file"] == "prime.png"
     assert runs["plain"]["mark"] is False
+    assert runs["fp32"]["precision"] == "fp32"
     made = [b for b in runs["a"]["beats"] if b["generated"]]
     assert len(made) >= 5 and all(b["primed"] for b in made)
     for beat in made[:3]:

@@ -185,6 +185,7 @@ def generate_recording(
                 "seed": s.seed,
                 "seeds": "beat b uses seed + b",
                 "device": generator.device.type,
+                "precision": getattr(generator, "precision", "fp32"),
                 "prime": s.prime_source,
                 "formats": list(s.formats),
                 "scale": s.scale,
