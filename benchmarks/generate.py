@@ -17,8 +17,10 @@ Prints one JSON object:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -77,7 +79,8 @@ def main() -> None:
         if args.model:
             argv += ["--model", args.model]
         start = time.perf_counter()
-        code = cli_main(argv)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON alone
+            code = cli_main(argv)
         cli_s = time.perf_counter() - start
         manifest = json.loads((Path(out) / "manifest.json").read_text()) if code == 0 else {}
     beats = int(manifest.get("clips", 0))
