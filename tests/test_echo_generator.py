@@ -135,3 +135,19 @@ def test_auto_precision_is_bf16_only_where_the_cpu_does_bf16_natively(generator,
     assert official.precision == "fp32"  # the compat checks compare float32 traces
     (clip,) = auto.generate(windows[:1], seed=4, steps=2)
     assert clip.metadata()["provenance"]["precision"] == auto.precision
+
+
+def test_the_bf16_copy_follows_the_transformers_weights(generator, windows) -> None:
+    before, weight = generator.precision, generator.transformer.to_logits.weight
+    saved = weight.detach().clone()
+    generator.precision = "bf16"
+    try:
+        first = generator.generate(windows[:1], seed=4, steps=2)[0].frames
+        with torch.no_grad():
+            weight.mul_(-1)  # in place: the same tensor, new values
+        flipped = generator.generate(windows[:1], seed=4, steps=2)[0].frames
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+        generator.precision = before
+    assert not np.array_equal(first, flipped)

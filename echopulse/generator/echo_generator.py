@@ -74,7 +74,7 @@ class EchoGenerator:
         self.stmem = parts["stmem"].to(self.device).eval()
         self.tokenizer = parts["tokenizer"].to(self.device).eval()
         self.transformer = parts["transformer"].to(self.device).eval()
-        self._bf16_transformer: tuple[int, MaskedTokenTransformer] | None = None
+        self._bf16_transformer: tuple[tuple, MaskedTokenTransformer] | None = None
 
     # ---- loading -------------------------------------------------------------------------------------
     @classmethod
@@ -124,15 +124,17 @@ class EchoGenerator:
         return nullcontext()
 
     def _sampling_transformer(self) -> MaskedTokenTransformer:
-        """The transformer the sampler runs: in bf16, a bf16 copy of it, made once per transformer.
+        """The transformer the sampler runs: in bf16, a bf16 copy of it, remade whenever the transformer
+        or any of its weights changes.
 
         A copy rather than autocast, which on the CPU spends a tenth of each pass casting weights and
         activations back and forth."""
         if self.precision != "bf16":
             return self.transformer
-        if self._bf16_transformer is None or self._bf16_transformer[0] != id(self.transformer):
+        key = (id(self.transformer), tuple(p._version for p in self.transformer.parameters()))
+        if self._bf16_transformer is None or self._bf16_transformer[0] != key:
             copy = deepcopy(self.transformer).to(torch.bfloat16).eval()
-            self._bf16_transformer = (id(self.transformer), copy)
+            self._bf16_transformer = (key, copy)
         return self._bf16_transformer[1]
 
     def _ecg_batch(self, windows: Sequence[STMEMWindow] | np.ndarray | Tensor) -> Tensor:
