@@ -249,7 +249,7 @@ class Transformer(nn.Module):
         """A `context` batch r times x's batch fans x out r-fold (row i of x → rows i, b + i, …) just
         before the first cross-attention. Nothing before that point sees the context, so classifier-free
         guidance computes the first block's PEG and self-attention once for its conditional and null
-        passes instead of twice: exact, and a sixth of the work of a three-block model."""
+        passes instead of twice: the same result, with less work the fewer blocks there are."""
         for block in self.blocks:
             x = block.peg(x, grid) + x
             x = block.self_attn(x, bias=bias, key_mask=self_mask) + x

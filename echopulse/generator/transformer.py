@@ -52,10 +52,8 @@ class MaskedTokenTransformer(nn.Module):
     ) -> Tensor:
         """ids (b, t, h, w) or (b, n) with `grid`; context (r·b, m, dim_context) or None (no cross-attention).
 
-        With r > 1 (guidance: r = 2) the output has r·b rows, row j·b + i for ids row i and context row
-        j·b + i (see `Transformer.forward`).
-
-        Returns logits (b, n, num_tokens).
+        Returns logits (r·b, n, num_tokens): with r > 1 (guidance: r = 2) row j·b + i is ids row i under
+        context row j·b + i (see `Transformer.forward`).
         """
         if ids.ndim == 4:
             grid = tuple(ids.shape[1:])
