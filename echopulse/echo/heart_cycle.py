@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from echopulse.echo.ecg_phantom import ECGMorphology
+from echopulse.echo.ecg_phantom import ECGMorphology, PhantomECG
 
 EF_RANGE = (15.0, 75.0)
 
@@ -64,6 +64,19 @@ class CycleTiming:
         mo = min(es + 0.07, 0.85 * rr)
         atrial = float(np.clip(p_onset_next + 0.06, mo + 0.02, rr - 0.06))
         return cls(rr, ej, es, mo, atrial, rapid_fraction, 0.06)
+
+    @classmethod
+    def of_closing_cycle(cls, ecg: PhantomECG, rapid_fraction: float = 0.75) -> CycleTiming:
+        """The timing of the cycle a clip shows: from the R-peak before the ECG's closing one to it."""
+        k = ecg.closing_index
+        r_open = ecg.r_peak[k - 1]
+        return cls.from_fiducials(
+            float(ecg.r_peak[k] - r_open),
+            qrs_end=float(ecg.qrs_end[k - 1] - r_open),
+            t_end=float(ecg.t_end[k - 1] - r_open),
+            p_onset_next=float(ecg.p_onset[k] - r_open),
+            rapid_fraction=rapid_fraction,
+        )
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:

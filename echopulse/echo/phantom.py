@@ -109,16 +109,8 @@ def make_phantom(
         raise PhantomError(f"phantom: seed must be a non-negative integer, got {seed!r}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x45434850]))
     ecg = simulate_ecg(rng, hr_bpm)
-    k = ecg.closing_index
-    r_open, r_close = ecg.r_peak[k - 1], ecg.r_peak[k]
-    rr = float(r_close - r_open)
-    timing = CycleTiming.from_fiducials(
-        rr,
-        qrs_end=float(ecg.qrs_end[k - 1] - r_open),
-        t_end=float(ecg.t_end[k - 1] - r_open),
-        p_onset_next=float(ecg.p_onset[k] - r_open),
-        rapid_fraction=float(rng.uniform(0.7, 0.8)),
-    )
+    timing = CycleTiming.of_closing_cycle(ecg, rapid_fraction=float(rng.uniform(0.7, 0.8)))
+    rr = timing.rr
     ef_goal = target_ef(ecg.morphology, rng)
     anatomy = draw_anatomy(rng, ef_goal)
     renderer = Apical4CRenderer(anatomy, size, rng)
@@ -162,7 +154,7 @@ def make_phantom(
             "t_end": ecg.t_end.copy(),
         },
     )
-    assert abs(r_close - CLOSING_R_S) < 1e-9
+    assert abs(ecg.r_peak[ecg.closing_index] - CLOSING_R_S) < 1e-9
     return PhantomSample(ecg=ecg.signal, ecg_fs=ECG_FS, clip=clip, labels=labels, seed=int(seed))
 
 

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from echopulse.echo.ecg_phantom import CLOSING_R_S, LEADS, PhantomECG, simulate_ecg
 from echopulse.echo.heart_cycle import CycleTiming, ecg_ef
+from echopulse.evaluation.metrics import r2
 from echopulse.generator.checkpoints import new_module, save_checkpoint
 from echopulse.generator.config import GeneratorConfig
 from echopulse.generator.training.common import (
@@ -70,15 +71,8 @@ class ECGBatch:
 
 def cycle_targets(ecg: PhantomECG) -> np.ndarray:
     """The raw target values of TARGETS for the clip cycle that ends at the ECG's closing R-peak."""
-    k = ecg.closing_index
-    r_open = ecg.r_peak[k - 1]
-    rr = float(ecg.r_peak[k] - r_open)
-    timing = CycleTiming.from_fiducials(
-        rr,
-        qrs_end=float(ecg.qrs_end[k - 1] - r_open),
-        t_end=float(ecg.t_end[k - 1] - r_open),
-        p_onset_next=float(ecg.p_onset[k] - r_open),
-    )
+    timing = CycleTiming.of_closing_cycle(ecg)
+    rr = timing.rr
     m = ecg.morphology
     values = {
         "ecg_ef": ecg_ef(m),
@@ -129,10 +123,6 @@ class ECGReader(nn.Module):
         return self.head(pooled)
 
 
-def r2(pred: np.ndarray, true: np.ndarray) -> float:
-    return float(1.0 - ((pred - true) ** 2).sum() / max(((true - true.mean()) ** 2).sum(), 1e-12))
-
-
 @torch.no_grad()
 def holdout_scores(model: ECGReader, batch: ECGBatch, device: torch.device) -> dict[str, float]:
     """R² of every target on the held-out ECGs (EMA weights)."""
@@ -141,7 +131,7 @@ def holdout_scores(model: ECGReader, batch: ECGBatch, device: torch.device) -> d
     pred = model(batch.windows.to(device)).float().cpu().numpy()
     model.train(was)
     true = batch.targets.numpy()
-    return {f"r2_{name}": round(r2(pred[:, j], true[:, j]), 4) for j, (name, _, _) in enumerate(TARGETS)}
+    return {f"r2_{name}": round(r2(true[:, j], pred[:, j]), 4) for j, (name, _, _) in enumerate(TARGETS)}
 
 
 def train_ecg_encoder(
