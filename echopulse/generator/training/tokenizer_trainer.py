@@ -89,13 +89,13 @@ def train_tokenizer(
     log = TrainLog(out, resume, start)
     shown = list(range(min(SHOWN_CLIPS, len(data))))
 
+    forward = decoder_forward if decoder_only else tokenizer_forward
     steps = TrainingSteps(settings, optimizer, start, "tokenizer")
     for step, lr in steps:
         step_began = time.perf_counter()
         video = data.clips(
             batch_indices(len(data), settings.batch_size, settings.seed, step), config.tokenizer
         ).to(device)
-        forward = decoder_forward if decoder_only else tokenizer_forward
         output = forward(model, video, device)
         losses = reconstruction_loss(output.recon, video, weights)
         loss = losses["total"] + output.commit_loss.float()
