@@ -28,6 +28,30 @@ def test_same_seed_gives_the_same_sample_and_seeds_differ() -> None:
     assert not np.array_equal(a.clip, c.clip)
 
 
+def test_a_heart_draw_keeps_the_ecg_and_draws_what_it_does_not_decide() -> None:
+    """Draw k ≥ 1 is another heart for the seed's ECG: same ECG and timing, another anatomy and EF, as
+    reproducible as draw 0, which is the seed's own sample. The EF differs from draw 0's by the rule's
+    random part twice over (σ 3 each, so σ ≈ 4.2 for the difference) and not by a bias."""
+    own, again = make_phantom(7, size=32), make_phantom(7, size=32, heart_draw=0)
+    assert np.array_equal(own.clip, again.clip) and own.labels.ef == again.labels.ef
+    first, same = make_phantom(7, size=32, heart_draw=1), make_phantom(7, size=32, heart_draw=1)
+    second = make_phantom(7, size=32, heart_draw=2)
+    assert np.array_equal(first.clip, same.clip)
+    for other in (first, second):
+        assert np.array_equal(other.ecg, own.ecg)
+        assert other.labels.rr_s == own.labels.rr_s and other.labels.ed_frame == own.labels.ed_frame
+        assert not np.array_equal(other.clip, own.clip)
+    assert not np.array_equal(first.clip, second.clip)
+    differences = np.array(
+        [make_phantom(s, size=32, heart_draw=1).labels.ef - make_phantom(s, size=32).labels.ef
+         for s in range(40)]
+    )  # fmt: skip
+    print("EF, draw 1 − draw 0: mean", differences.mean().round(2), "SD", differences.std().round(2))
+    assert 2.5 < differences.std() < 6.5 and abs(differences.mean()) < 2.0
+    with pytest.raises(PhantomError, match="heart_draw"):
+        make_phantom(7, size=32, heart_draw=-1)
+
+
 def test_shards_are_byte_identical_for_a_seed_whatever_the_workers(tmp_path: Path) -> None:
     one = write_shards(tmp_path / "a", PhantomRun(n=7, seed=5, size=32, frames=5, shard_size=3, workers=1))
     two = write_shards(tmp_path / "b", PhantomRun(n=7, seed=5, size=32, frames=5, shard_size=3, workers=2))

@@ -39,6 +39,8 @@ LAYOUTS = ("cycle", "fps")
 PATCH = 8  # the video tokenizer's spatial patch: sizes must be multiples of it
 MAX_FRAMES = 256
 MAX_SIZE = 512
+SEED_TAG = 0x45434850
+"""Mixed into every sample's seed sequence, so phantom streams differ from other users of the same seed."""
 
 
 class PhantomError(EchopulseError):
@@ -101,14 +103,26 @@ def make_phantom(
     layout: str = "cycle",
     fps: float = 30.0,
     hr_bpm: float | None = None,
+    heart_draw: int = 0,
 ) -> PhantomSample:
     """One (ECG, clip, labels) triple; the same arguments give the same arrays. `hr_bpm` fixes the mean
-    heart rate (30–200 bpm) instead of drawing it."""
+    heart rate (30–200 bpm) instead of drawing it.
+
+    `heart_draw` k ≥ 1 keeps the seed's ECG and draws everything the ECG does not decide afresh, from a
+    stream of its own: the EF rule's random part, the rapid-filling share, the anatomy, the sector and
+    the speckle. That is another heart the same ECG could belong to, i.e. what an ideal ECG-to-echo
+    generator would make as its k-th sample; the eval measures it to show the best score a generator
+    that follows the phantom's own distribution can reach. Draw 0 is the seed's own heart.
+    """
     check_arguments(size, frames, layout, fps, hr_bpm)
     if not isinstance(seed, int | np.integer) or seed < 0:
         raise PhantomError(f"phantom: seed must be a non-negative integer, got {seed!r}")
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x45434850]))
+    if not isinstance(heart_draw, int | np.integer) or heart_draw < 0:
+        raise PhantomError(f"phantom: heart_draw must be a non-negative integer, got {heart_draw!r}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), SEED_TAG]))
     ecg = simulate_ecg(rng, hr_bpm)
+    if heart_draw:
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), SEED_TAG, int(heart_draw)]))
     timing = CycleTiming.of_closing_cycle(ecg, rapid_fraction=float(rng.uniform(0.7, 0.8)))
     rr = timing.rr
     ef_goal = target_ef(ecg.morphology, rng)

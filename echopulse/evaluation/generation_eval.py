@@ -22,8 +22,14 @@ Controls, each with the same clip seeds (clip i uses seed + i in every run):
 A clip the measurement refuses (no LV found, or no volume) is counted in `measure_failures` and left
 out of that run's metrics; it is never scored as some default value.
 
-The clips come from a `ClipSource`, so the same machinery runs on the true phantom clips (`TrueClips`)
-to show what a perfectly ECG-following "model" scores, the measurement's own error included.
+The clips come from a `ClipSource`, so the same machinery scores two references beside the model:
+
+- `TrueClips`, the beat's own clip: an oracle that knows what no ECG says (the EF rule's random part,
+  the anatomy), so it shows the measurement's own error and nothing else;
+- `IdealGeneratorClips`, the phantom drawing another heart for the same ECG: what a generator that had
+  learnt the phantom's conditional distribution exactly would make. A single such clip differs from the
+  beat's own by the EF rule's random part twice over (σ 3 in each), so this is the best a sampling
+  generator can score on one clip per beat, and the yardstick for the model's figures.
 """
 
 from __future__ import annotations
@@ -58,10 +64,35 @@ class ClipSource(Protocol):
 
 @dataclass
 class TrueClips:
-    """The phantom's own clip of whichever beat's ECG is given: an ideal generator, for validation."""
+    """The phantom's own clip of whichever beat's ECG is given: an oracle, for validating the measurement."""
 
     def __call__(self, samples: Samples, guidance: float | None, seed: int) -> list[np.ndarray]:
         return [s.clip for s in samples]
+
+
+@dataclass
+class IdealGeneratorClips:
+    """For each beat's ECG, another heart from the phantom's own rule (`make_phantom(heart_draw=draw)`).
+
+    Only the ECG is shared with the beat's own sample: the EF rule's random part, the filling, the anatomy
+    and the speckle are drawn afresh, as a generator that samples the right distribution would draw them.
+    """
+
+    size: int
+    frames: int
+    draw: int = 1
+    progress: Callable[[int], object] | None = None
+
+    def __call__(self, samples: Samples, guidance: float | None, seed: int) -> list[np.ndarray]:
+        from echopulse.echo.phantom import make_phantom
+
+        out = []
+        for s in samples:
+            sample = make_phantom(s.seed, self.size, self.frames, layout="cycle", heart_draw=self.draw)
+            out.append(sample.clip)
+            if self.progress is not None:
+                self.progress(1)
+        return out
 
 
 @dataclass

@@ -13,6 +13,8 @@ from echopulse.evaluation.generation_eval import (
     MEASURE_SIZE,
     ClipSource,
     GeneratorClips,
+    IdealGeneratorClips,
+    TrueClips,
     evaluate_generation,
     measure_run,
     run_metrics,
@@ -25,6 +27,10 @@ from echopulse.evaluation.tokenizer_eval import real_echo_clips, reconstruct
 RECONSTRUCTED_KEYS = ("ef_mae", "ef_r2", "es_frame_within_1", "ed_frame_within_1")
 """Measured on the tokenizer's reconstructions of the true clips (`*_reconstructed` in eval.json): the best
 a generator could score through this tokenizer, which separates the tokenizer's share of the error."""
+
+REFERENCE_KEYS = ("ef_mae", "ef_rmse", "ef_r2", "es_frame_within_1", "ed_frame_within_1")
+"""Scored for the two references (`*_true_clips`, `*_ideal_generator` in eval.json): the measurement on
+the beats' own clips, and the phantom as an ideal generator (another heart for the same ECG)."""
 
 
 def _bar(total: int, desc: str, enabled: bool):
@@ -117,7 +123,16 @@ def evaluate(
         source = clip_source or GeneratorClips(generator, steps, batch_size, progress=bar.update)
         result = evaluate_generation(samples, source, seed, default_guidance)
     notes.extend(result.notes)
-    ef_scatter(out_dir / "ef_scatter.png", samples, result)
+    with _bar(n, "ideal generator", progress) as bar:
+        references: dict[str, ClipSource] = {
+            "true_clips": TrueClips(),
+            "ideal_generator": IdealGeneratorClips(tok.image_size, tok.num_frames, progress=bar.update),
+        }
+        reference_runs = {
+            name: measure_run(name, samples, make(samples, None, seed), np.arange(n), None)
+            for name, make in references.items()
+        }
+    ef_scatter(out_dir / "ef_scatter.png", samples, result, reference_runs["ideal_generator"])
     best_worst_strip(out_dir / "frames_best_worst.png", samples, result)
     write_per_sample_csv(out_dir, samples, result)
 
@@ -125,6 +140,7 @@ def evaluate(
     # predicted every token right would make, measured the same way.
     recon_clips = [np.round(c * 255).astype(np.uint8) for c in phantom_recon.reconstructions]
     ceiling = run_metrics(samples, measure_run("reconstructed", samples, recon_clips, np.arange(n), None))
+    reference = {name: run_metrics(samples, run) for name, run in reference_runs.items()}
     true_ef = np.array([s.ef for s in samples])
     report: dict[str, Any] = {
         "tokenizer_mse": phantom_recon.summary()["mse"],
@@ -136,6 +152,7 @@ def evaluate(
         "real_echo_clips": real_clips,
         **generation_keys(result),
         **{f"{key}_reconstructed": ceiling[key] for key in RECONSTRUCTED_KEYS},
+        **{f"{key}_{name}": metrics[key] for name, metrics in reference.items() for key in REFERENCE_KEYS},
         "n": n,
         "seed": seed,
         "steps": int(steps or config.sampling.steps),

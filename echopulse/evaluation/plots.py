@@ -1,4 +1,5 @@
-"""An eval's pictures: measured vs true EF (default, shuffled), best and worst beats, tokenizer strips."""
+"""An eval's pictures: measured vs true EF (default, shuffled, ideal generator), best and worst beats,
+tokenizer strips."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from echopulse.evaluation.generation_eval import GenerationEval
+from echopulse.evaluation.generation_eval import GenerationEval, RunResult, run_metrics
 from echopulse.evaluation.heldout import HeldoutSample
 
 SYNTHETIC = "synthetic clips (generated), phantom labels"
@@ -21,26 +22,41 @@ def _fmt(x) -> str:
     return "n/a" if x is None else f"{x:.2f}"
 
 
-def ef_scatter(path: Path, samples: Sequence[HeldoutSample], result: GenerationEval, title: str = "") -> Path:
-    """Measured EF against the label: the default run beside the shuffled control."""
+PANEL_LABELS = {
+    "default": "ECG of the beat",
+    "shuffled": "ECG of another beat (derangement)",
+    "ideal_generator": "the phantom: another heart, same ECG",
+}
+PANEL_COLOURS = {"default": "#1f77b4", "shuffled": "#d62728", "ideal_generator": "#7f7f7f"}
+
+
+def ef_scatter(
+    path: Path,
+    samples: Sequence[HeldoutSample],
+    result: GenerationEval,
+    ideal: RunResult | None = None,
+    title: str = "",
+) -> Path:
+    """Measured EF against the label: the default run, the shuffled control, and (given) the ideal
+    generator's run on the same beats, the yardstick for the first panel."""
     true_ef = np.array([s.ef for s in samples])
-    names = [name for name in ("default", "shuffled") if name in result.runs]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 4.4), squeeze=False)
+    runs = {name: result.runs[name] for name in ("default", "shuffled") if name in result.runs}
+    if ideal is not None:
+        runs["ideal_generator"] = ideal
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.4 * len(runs), 4.4), squeeze=False)
     lo, hi = 10.0, 80.0
-    for ax, name in zip(axes[0], names, strict=True):
-        run, m = result.runs[name], result.metrics[name]
+    for ax, (name, run) in zip(axes[0], runs.items(), strict=True):
+        m = result.metrics[name] if name in result.metrics else run_metrics(samples, run)
         ok = run.ok
         ax.plot([lo, hi], [lo, hi], color="#999999", lw=0.8, ls="--")
-        colour = "#1f77b4" if name == "default" else "#d62728"
-        ax.scatter(true_ef[ok], run.ef[ok], s=12, alpha=0.7, color=colour)
+        ax.scatter(true_ef[ok], run.ef[ok], s=12, alpha=0.7, color=PANEL_COLOURS[name])
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
         ax.set_aspect("equal")
         ax.set_xlabel("true EF (%), phantom label")
         ax.set_ylabel("measured EF (%) of the clip")
-        label = "ECG of the beat" if name == "default" else "ECG of another beat (derangement)"
         ax.set_title(
-            f"{name}: {label}\nMAE {_fmt(m['ef_mae'])}, R² {_fmt(m['ef_r2'])}, "
+            f"{name}: {PANEL_LABELS[name]}\nMAE {_fmt(m['ef_mae'])}, R² {_fmt(m['ef_r2'])}, "
             f"n {m['measured']}, refused {m['measure_failures']}",
             fontsize=9,
         )
