@@ -89,7 +89,8 @@ def run_eval(args: argparse.Namespace) -> int:
     )
     print(
         f"eval: {report['n']} held-out beats, model {report['model']['id']}: EF MAE {_f(report['ef_mae'])}, "
-        f"R² {_f(report['ef_r2'])} (shuffled ECG {_f(report['ef_r2_shuffled'])}), "
+        f"R² {_f(report['ef_r2'])} (shuffled ECG {_f(report['ef_r2_shuffled'])}; the phantom as an ideal "
+        f"generator: MAE {_f(report['ef_mae_ideal_generator'])}, R² {_f(report['ef_r2_ideal_generator'])}), "
         f"{report['measure_failures']} refused -> {args.out / 'eval.json'}"
     )
     return 0

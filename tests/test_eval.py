@@ -17,7 +17,7 @@ from echopulse.eval_cli import add_eval_parser, run_eval
 from echopulse.evaluation.generation_eval import IdealGeneratorClips, TrueClips, evaluate_generation
 from echopulse.evaluation.heldout import EvalError, eval_leads, heldout_set
 from echopulse.evaluation.metrics import cyclic_distance, derangement, mae, r2, rmse
-from echopulse.evaluation.pipeline import evaluate
+from echopulse.evaluation.pipeline import IDEAL_DRAWS, evaluate
 from echopulse.evaluation.report import REQUIRED_KEYS
 from echopulse.evaluation.tokenizer_eval import panel_box, read_echo_panel, real_echo_gifs
 from echopulse.generator.config import small_config
@@ -284,6 +284,10 @@ def test_the_pipeline_on_true_clips_and_without_real_echo(model_dir: Path, tmp_p
         assert isinstance(report[f"{key}_ideal_generator"], float), key
         assert report[f"{key}_true_clips"] == report[key], key
     assert report["ef_mae_ideal_generator"] != report["ef_mae"]
+    draws = report["ef_r2_ideal_generator_draws"]
+    assert len(draws) == IDEAL_DRAWS and len(set(draws)) == IDEAL_DRAWS  # each draw is another heart
+    assert report["ef_r2_ideal_generator"] == pytest.approx(np.mean(draws))
+    assert (out / "ef_scatter.png").stat().st_size > 10_000
     assert report["ed_frame_within_1"] == 1.0 and report["hr_mae"] == pytest.approx(0.0, abs=1e-9)
     with (out / "per_sample.csv").open() as handle:
         rows = list(csv.DictReader(handle))

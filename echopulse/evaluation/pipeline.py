@@ -32,6 +32,20 @@ REFERENCE_KEYS = ("ef_mae", "ef_rmse", "ef_r2", "es_frame_within_1", "ed_frame_w
 """Scored for the two references (`*_true_clips`, `*_ideal_generator` in eval.json): the measurement on
 the beats' own clips, and the phantom as an ideal generator (another heart for the same ECG)."""
 
+IDEAL_DRAWS = 4
+"""The ideal generator's score is itself one draw of a random variable: over 200 held-out beats (seed
+900 000) six draws gave EF R² 0.50–0.65. Its keys are the mean over this many draws (each draw's R² is in
+`ef_r2_ideal_generator_draws`), so the yardstick moves less than the model's own single-draw score does."""
+
+
+def mean_metrics(runs: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Each reference key's mean over the runs that have a number for it (None when none has)."""
+    out: dict[str, float | None] = {}
+    for key in REFERENCE_KEYS:
+        values = [float(m[key]) for m in runs if m[key] is not None]
+        out[key] = float(np.mean(values)) if values else None
+    return out
+
 
 def _bar(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
@@ -123,16 +137,15 @@ def evaluate(
         source = clip_source or GeneratorClips(generator, steps, batch_size, progress=bar.update)
         result = evaluate_generation(samples, source, seed, default_guidance)
     notes.extend(result.notes)
-    with _bar(n, "ideal generator", progress) as bar:
-        references: dict[str, ClipSource] = {
-            "true_clips": TrueClips(),
-            "ideal_generator": IdealGeneratorClips(tok.image_size, tok.num_frames, progress=bar.update),
-        }
-        reference_runs = {
-            name: measure_run(name, samples, make(samples, None, seed), np.arange(n), None)
-            for name, make in references.items()
-        }
-    ef_scatter(out_dir / "ef_scatter.png", samples, result, reference_runs["ideal_generator"])
+    every_beat = np.arange(n)
+    ideal_runs = []
+    with _bar(IDEAL_DRAWS * n, "ideal generator", progress) as bar:
+        for draw in range(1, IDEAL_DRAWS + 1):
+            redraw = IdealGeneratorClips(tok.image_size, tok.num_frames, draw, progress=bar.update)
+            clips = redraw(samples, None, seed)
+            ideal_runs.append(measure_run("ideal_generator", samples, clips, every_beat, None))
+    own_clips = measure_run("true_clips", samples, TrueClips()(samples, None, seed), every_beat, None)
+    ef_scatter(out_dir / "ef_scatter.png", samples, result, ideal_runs[0])
     best_worst_strip(out_dir / "frames_best_worst.png", samples, result)
     write_per_sample_csv(out_dir, samples, result)
 
@@ -140,7 +153,11 @@ def evaluate(
     # predicted every token right would make, measured the same way.
     recon_clips = [np.round(c * 255).astype(np.uint8) for c in phantom_recon.reconstructions]
     ceiling = run_metrics(samples, measure_run("reconstructed", samples, recon_clips, np.arange(n), None))
-    reference = {name: run_metrics(samples, run) for name, run in reference_runs.items()}
+    ideal_metrics = [run_metrics(samples, run) for run in ideal_runs]
+    reference = {
+        "true_clips": run_metrics(samples, own_clips),
+        "ideal_generator": mean_metrics(ideal_metrics),
+    }
     true_ef = np.array([s.ef for s in samples])
     report: dict[str, Any] = {
         "tokenizer_mse": phantom_recon.summary()["mse"],
@@ -153,6 +170,7 @@ def evaluate(
         **generation_keys(result),
         **{f"{key}_reconstructed": ceiling[key] for key in RECONSTRUCTED_KEYS},
         **{f"{key}_{name}": metrics[key] for name, metrics in reference.items() for key in REFERENCE_KEYS},
+        "ef_r2_ideal_generator_draws": [m["ef_r2"] for m in ideal_metrics],
         "n": n,
         "seed": seed,
         "steps": int(steps or config.sampling.steps),
