@@ -25,7 +25,7 @@ def _fmt(x) -> str:
 PANEL_LABELS = {
     "default": "ECG of the beat",
     "shuffled": "ECG of another beat (derangement)",
-    "ideal_generator": "the phantom: another heart, same ECG",
+    "ideal_generator": "the phantom, another heart for the ECG (one draw)",
 }
 PANEL_COLOURS = {"default": "#1f77b4", "shuffled": "#d62728", "ideal_generator": "#7f7f7f"}
 
