@@ -321,3 +321,26 @@ def test_a_missing_or_corrupt_model_is_a_model_error(tmp_path: Path) -> None:
         with pytest.raises(ModelError, match=str(model)):
             run_eval(parse(["--n", "4", "--model", str(model), "--out", str(tmp_path / "o")]))
     assert not (tmp_path / "o").exists()
+
+
+def test_the_ef_ceiling_benchmark_prints_its_generators_as_json() -> None:
+    """benchmarks/ef_ceiling.py: the references the eval's EF targets are judged against, in one JSON."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "ef_ceiling.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--n", "24", "--draws", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    generators = report["generators"]
+    assert set(generators) == {"own_clips", "ideal_generator", "ecg_mean_generator", "rule_without_clip"}
+    assert generators["own_clips"]["draws"] == 1 and generators["ideal_generator"]["draws"] == 2
+    ideal = generators["ideal_generator"]["ef_mae"]
+    assert ideal["min"] <= ideal["mean"] <= ideal["max"]
+    # the beat's own clip knows the rule's random part; another heart for the same ECG does not
+    assert generators["own_clips"]["ef_mae"]["mean"] < ideal["mean"]

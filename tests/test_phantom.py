@@ -52,6 +52,27 @@ def test_a_heart_draw_keeps_the_ecg_and_draws_what_it_does_not_decide() -> None:
         make_phantom(7, size=32, heart_draw=-1)
 
 
+def test_without_the_rules_random_part_the_ecg_decides_the_ef() -> None:
+    """`ef_noise_sd=0`: the labelled EF is the rule's ECG part (up to where the frames fall), whatever the
+    heart draw; the default draw is untouched by the knob's existence."""
+    from echopulse.echo.ecg_phantom import simulate_ecg
+    from echopulse.echo.heart_cycle import EF_RANGE, ecg_ef
+    from echopulse.echo.phantom import SEED_TAG
+
+    gaps = []
+    for seed in range(10):
+        rule = np.clip(ecg_ef(simulate_ecg(np.random.default_rng([seed, SEED_TAG])).morphology), *EF_RANGE)
+        for draw in (1, 2):
+            gaps.append(make_phantom(seed, size=32, heart_draw=draw, ef_noise_sd=0.0).labels.ef - rule)
+    print("label − rule without noise: mean |gap|", np.abs(gaps).mean().round(2))
+    assert np.abs(gaps).mean() < 1.5 and np.abs(gaps).max() < 4.0
+    default, explicit = make_phantom(4, size=32), make_phantom(4, size=32, ef_noise_sd=3.0)
+    assert np.array_equal(default.clip, explicit.clip)
+    for bad in (-1.0, 50.0, "3"):
+        with pytest.raises(PhantomError, match="ef_noise_sd"):
+            make_phantom(4, size=32, ef_noise_sd=bad)
+
+
 def test_shards_are_byte_identical_for_a_seed_whatever_the_workers(tmp_path: Path) -> None:
     one = write_shards(tmp_path / "a", PhantomRun(n=7, seed=5, size=32, frames=5, shard_size=3, workers=1))
     two = write_shards(tmp_path / "b", PhantomRun(n=7, seed=5, size=32, frames=5, shard_size=3, workers=2))

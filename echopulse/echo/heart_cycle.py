@@ -38,9 +38,14 @@ def ecg_ef(m: ECGMorphology) -> float:
     return 62.0 - 0.30 * max(0.0, m.qrs_ms - 100.0) - 25.0 * max(0.0, 0.8 - m.voltage) - 45.0 * abs(m.st_mv)
 
 
-def target_ef(m: ECGMorphology, rng: np.random.Generator) -> float:
-    """The coupling rule above (EF in percent)."""
-    return float(np.clip(ecg_ef(m) + rng.normal(0.0, 3.0), *EF_RANGE))
+EF_NOISE_SD = 3.0
+"""The coupling rule's random part (EF points): what no ECG shows, so no ECG reader can know it."""
+
+
+def target_ef(m: ECGMorphology, rng: np.random.Generator, noise_sd: float = EF_NOISE_SD) -> float:
+    """The coupling rule above (EF in percent). `noise_sd` 0 gives the part the ECG decides (clipped); the
+    random draw is made either way, so the rest of the sample's stream does not move."""
+    return float(np.clip(ecg_ef(m) + rng.normal(0.0, noise_sd), *EF_RANGE))
 
 
 @dataclass(frozen=True)

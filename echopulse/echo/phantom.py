@@ -32,7 +32,7 @@ import numpy as np
 
 from echopulse.echo.apical4c import Apical4CRenderer, FrameState, draw_anatomy
 from echopulse.echo.ecg_phantom import CLOSING_R_S, ECG_FS, HR_RANGE_BPM, simulate_ecg
-from echopulse.echo.heart_cycle import CycleTiming, target_ef, volume_fraction
+from echopulse.echo.heart_cycle import EF_NOISE_SD, CycleTiming, target_ef, volume_fraction
 from echopulse.errors import EchopulseError
 
 LAYOUTS = ("cycle", "fps")
@@ -104,6 +104,7 @@ def make_phantom(
     fps: float = 30.0,
     hr_bpm: float | None = None,
     heart_draw: int = 0,
+    ef_noise_sd: float = EF_NOISE_SD,
 ) -> PhantomSample:
     """One (ECG, clip, labels) triple; the same arguments give the same arrays. `hr_bpm` fixes the mean
     heart rate (30–200 bpm) instead of drawing it.
@@ -113,19 +114,23 @@ def make_phantom(
     the speckle. That is another heart the same ECG could belong to, i.e. what an ideal ECG-to-echo
     generator would make as its k-th sample; the eval measures it to show the best score a generator
     that follows the phantom's own distribution can reach. Draw 0 is the seed's own heart.
+    `ef_noise_sd` is the EF rule's random part (0: the EF the ECG decides, for measuring what a generator
+    that reads the ECG perfectly and never varies the EF would score).
     """
     check_arguments(size, frames, layout, fps, hr_bpm)
     if not isinstance(seed, int | np.integer) or seed < 0:
         raise PhantomError(f"phantom: seed must be a non-negative integer, got {seed!r}")
     if not isinstance(heart_draw, int | np.integer) or heart_draw < 0:
         raise PhantomError(f"phantom: heart_draw must be a non-negative integer, got {heart_draw!r}")
+    if not (isinstance(ef_noise_sd, int | float) and 0.0 <= ef_noise_sd <= 20.0):
+        raise PhantomError(f"phantom: ef_noise_sd must be a number from 0 to 20 points, got {ef_noise_sd!r}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), SEED_TAG]))
     ecg = simulate_ecg(rng, hr_bpm)
     if heart_draw:
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), SEED_TAG, int(heart_draw)]))
     timing = CycleTiming.of_closing_cycle(ecg, rapid_fraction=float(rng.uniform(0.7, 0.8)))
     rr = timing.rr
-    ef_goal = target_ef(ecg.morphology, rng)
+    ef_goal = target_ef(ecg.morphology, rng, ef_noise_sd)
     anatomy = draw_anatomy(rng, ef_goal)
     renderer = Apical4CRenderer(anatomy, size, rng)
     renderer.calibrate_ef()

@@ -82,13 +82,17 @@ class IdealGeneratorClips:
     frames: int
     draw: int = 1
     progress: Callable[[int], object] | None = None
+    ef_noise_sd: float | None = None  # None: the phantom's own; 0: every heart gets the EF its ECG decides
 
     def __call__(self, samples: Samples, guidance: float | None, seed: int) -> list[np.ndarray]:
         from echopulse.echo.phantom import make_phantom
 
+        noise = {} if self.ef_noise_sd is None else {"ef_noise_sd": self.ef_noise_sd}
         out = []
         for s in samples:
-            sample = make_phantom(s.seed, self.size, self.frames, layout="cycle", heart_draw=self.draw)
+            sample = make_phantom(
+                s.seed, self.size, self.frames, layout="cycle", heart_draw=self.draw, **noise
+            )
             out.append(sample.clip)
             if self.progress is not None:
                 self.progress(1)
