@@ -21,7 +21,9 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
         description="Generate one clip per held-out phantom ECG, measure its EF, ED and ES frames without "
         "learned weights and compare them with the phantom's labels; the same with the ECGs shuffled across "
         "beats (EF R² must collapse) and with guidance 1; the tokenizer's reconstruction error on phantom "
-        "and real echo. Writes eval.json, per_sample.csv and PNG plots into --out.",
+        "and real echo. Beside the model, the same measurement scores the beats' own clips and the phantom "
+        "as an ideal generator (another heart for each ECG): the best a generator that samples can do. "
+        "Writes eval.json, per_sample.csv and PNG plots into --out.",
     )
     parser.add_argument("--n", type=int, default=DEFAULT_N, help=f"held-out beats (default {DEFAULT_N})")
     parser.add_argument(
