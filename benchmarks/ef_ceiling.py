@@ -27,8 +27,8 @@ import numpy as np
 
 from echopulse.echo.ecg_phantom import simulate_ecg
 from echopulse.echo.heart_cycle import EF_NOISE_SD, EF_RANGE, ecg_ef
-from echopulse.echo.phantom import SEED_TAG
-from echopulse.evaluation.generation_eval import IdealGeneratorClips, TrueClips, measure_run, run_metrics
+from echopulse.echo.phantom import seed_stream
+from echopulse.evaluation.generation_eval import TrueClips, ideal_generator_runs, measure_run, run_metrics
 from echopulse.evaluation.heldout import heldout_set
 from echopulse.evaluation.metrics import mae, r2, rmse
 
@@ -44,9 +44,8 @@ def summary(metrics: list[dict]) -> dict:
 
 
 def rule_ef(seed: int) -> float:
-    """The EF the seed's ECG decides: the phantom's first draws are its ECG."""
-    ecg = simulate_ecg(np.random.default_rng(np.random.SeedSequence([seed, SEED_TAG])))
-    return float(np.clip(ecg_ef(ecg.morphology), *EF_RANGE))
+    """The EF the seed's ECG decides."""
+    return float(np.clip(ecg_ef(simulate_ecg(seed_stream(seed)).morphology), *EF_RANGE))
 
 
 def main() -> None:
@@ -59,19 +58,17 @@ def main() -> None:
     args = parser.parse_args()
 
     samples = heldout_set(args.n, args.seed, args.size, args.frames, ("I",), "mv")
-    every_beat = np.arange(args.n)
     true_ef = np.array([s.ef for s in samples])
 
-    def score(source) -> dict:
-        clips = source(samples, None, args.seed)
-        return run_metrics(samples, measure_run("ceiling", samples, clips, every_beat, None))
+    def scores(runs) -> dict:
+        return summary([run_metrics(samples, run) for run in runs])
 
-    draws = range(1, args.draws + 1)
+    own = measure_run("own_clips", samples, TrueClips()(samples, None, args.seed), np.arange(args.n), None)
     generators = {
-        "own_clips": summary([score(TrueClips())]),
-        "ideal_generator": summary([score(IdealGeneratorClips(args.size, args.frames, d)) for d in draws]),
-        "ecg_mean_generator": summary(
-            [score(IdealGeneratorClips(args.size, args.frames, d, ef_noise_sd=0.0)) for d in draws]
+        "own_clips": scores([own]),
+        "ideal_generator": scores(ideal_generator_runs(samples, args.size, args.frames, args.draws)),
+        "ecg_mean_generator": scores(
+            ideal_generator_runs(samples, args.size, args.frames, args.draws, ef_noise_sd=0.0)
         ),
     }
     rule = np.array([rule_ef(s.seed) for s in samples])

@@ -57,11 +57,11 @@ def test_without_the_rules_random_part_the_ecg_decides_the_ef() -> None:
     heart draw; the default draw is untouched by the knob's existence."""
     from echopulse.echo.ecg_phantom import simulate_ecg
     from echopulse.echo.heart_cycle import EF_RANGE, ecg_ef
-    from echopulse.echo.phantom import SEED_TAG
+    from echopulse.echo.phantom import seed_stream
 
     gaps = []
     for seed in range(10):
-        rule = np.clip(ecg_ef(simulate_ecg(np.random.default_rng([seed, SEED_TAG])).morphology), *EF_RANGE)
+        rule = np.clip(ecg_ef(simulate_ecg(seed_stream(seed)).morphology), *EF_RANGE)
         for draw in (1, 2):
             gaps.append(make_phantom(seed, size=32, heart_draw=draw, ef_noise_sd=0.0).labels.ef - rule)
     print("label − rule without noise: mean |gap|", np.abs(gaps).mean().round(2))

@@ -300,14 +300,14 @@ def test_tokenizer_init_starts_from_a_trained_tokenizer(
 def test_cycle_targets_describe_the_phantom_clip() -> None:
     """The encoder's timing targets are the phantom's own: end-systole lands on the labelled ES frame."""
     from echopulse.echo.ecg_phantom import simulate_ecg
-    from echopulse.echo.phantom import SEED_TAG, make_phantom
+    from echopulse.echo.phantom import make_phantom, seed_stream
     from echopulse.generator.training.ecg_trainer import TARGETS, cycle_targets
 
     names = [name for name, _, _ in TARGETS]
     for seed in range(8):
         sample = make_phantom(seed, size=32, frames=11)
         # make_phantom's first draws are its ECG: the same seed sequence gives the same ECG
-        ecg = simulate_ecg(np.random.default_rng(np.random.SeedSequence([seed, SEED_TAG])))
+        ecg = simulate_ecg(seed_stream(seed))
         np.testing.assert_array_equal(ecg.signal, sample.ecg)
         values = dict(zip(names, cycle_targets(ecg), strict=True))
         assert abs(values["end_systole"] * 11 - sample.labels.es_frame) <= 1.0, (seed, values)

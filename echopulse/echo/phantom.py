@@ -43,6 +43,13 @@ SEED_TAG = 0x45434850
 """Mixed into every sample's seed sequence, so phantom streams differ from other users of the same seed."""
 
 
+def seed_stream(seed: int, heart_draw: int = 0) -> np.random.Generator:
+    """The random stream of sample `seed`, whose first draws are its ECG (`simulate_ecg(seed_stream(s))` is
+    sample s's ECG); `heart_draw` k ≥ 1: the stream of its k-th other heart (see `make_phantom`)."""
+    extra = [int(heart_draw)] if heart_draw else []
+    return np.random.default_rng(np.random.SeedSequence([int(seed), SEED_TAG, *extra]))
+
+
 class PhantomError(EchopulseError):
     """Arguments the phantom cannot honour (zero frames, a size that is not a multiple of 8, ...)."""
 
@@ -124,10 +131,10 @@ def make_phantom(
         raise PhantomError(f"phantom: heart_draw must be a non-negative integer, got {heart_draw!r}")
     if not (isinstance(ef_noise_sd, int | float) and 0.0 <= ef_noise_sd <= 20.0):
         raise PhantomError(f"phantom: ef_noise_sd must be a number from 0 to 20 points, got {ef_noise_sd!r}")
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), SEED_TAG]))
+    rng = seed_stream(seed)
     ecg = simulate_ecg(rng, hr_bpm)
     if heart_draw:
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), SEED_TAG, int(heart_draw)]))
+        rng = seed_stream(seed, heart_draw)
     timing = CycleTiming.of_closing_cycle(ecg, rapid_fraction=float(rng.uniform(0.7, 0.8)))
     rr = timing.rr
     ef_goal = target_ef(ecg.morphology, rng, ef_noise_sd)

@@ -99,6 +99,23 @@ class IdealGeneratorClips:
         return out
 
 
+def ideal_generator_runs(
+    samples: Samples,
+    size: int,
+    frames: int,
+    draws: int,
+    ef_noise_sd: float | None = None,
+    progress: Callable[[int], object] | None = None,
+) -> list[RunResult]:
+    """Heart draws 1 … `draws` of `IdealGeneratorClips`, each measured against the beats' labels."""
+    every_beat = np.arange(len(samples))
+    runs = []
+    for draw in range(1, draws + 1):
+        clips = IdealGeneratorClips(size, frames, draw, progress, ef_noise_sd)(samples, None, 0)
+        runs.append(measure_run("ideal_generator", samples, clips, every_beat, None))
+    return runs
+
+
 @dataclass
 class GeneratorClips:
     """Clips from an `EchoGenerator`, batch by batch; clip i of a call uses seed + i whatever the batching."""

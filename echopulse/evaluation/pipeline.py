@@ -13,9 +13,9 @@ from echopulse.evaluation.generation_eval import (
     MEASURE_SIZE,
     ClipSource,
     GeneratorClips,
-    IdealGeneratorClips,
     TrueClips,
     evaluate_generation,
+    ideal_generator_runs,
     measure_run,
     run_metrics,
 )
@@ -138,12 +138,10 @@ def evaluate(
         result = evaluate_generation(samples, source, seed, default_guidance)
     notes.extend(result.notes)
     every_beat = np.arange(n)
-    ideal_runs = []
     with _bar(IDEAL_DRAWS * n, "ideal generator", progress) as bar:
-        for draw in range(1, IDEAL_DRAWS + 1):
-            redraw = IdealGeneratorClips(tok.image_size, tok.num_frames, draw, progress=bar.update)
-            clips = redraw(samples, None, seed)
-            ideal_runs.append(measure_run("ideal_generator", samples, clips, every_beat, None))
+        ideal_runs = ideal_generator_runs(
+            samples, tok.image_size, tok.num_frames, IDEAL_DRAWS, progress=bar.update
+        )
     own_clips = measure_run("true_clips", samples, TrueClips()(samples, None, seed), every_beat, None)
     ef_scatter(out_dir / "ef_scatter.png", samples, result, ideal_runs[0])
     best_worst_strip(out_dir / "frames_best_worst.png", samples, result)
@@ -152,7 +150,7 @@ def evaluate(
     # The ceiling the tokenizer sets: its reconstructions of the true clips are what a generator that
     # predicted every token right would make, measured the same way.
     recon_clips = [np.round(c * 255).astype(np.uint8) for c in phantom_recon.reconstructions]
-    ceiling = run_metrics(samples, measure_run("reconstructed", samples, recon_clips, np.arange(n), None))
+    ceiling = run_metrics(samples, measure_run("reconstructed", samples, recon_clips, every_beat, None))
     ideal_metrics = [run_metrics(samples, run) for run in ideal_runs]
     reference = {
         "true_clips": run_metrics(samples, own_clips),
