@@ -29,7 +29,7 @@ import wfdb
 from tqdm import tqdm
 from wfdb.io.annotation import ann_labels, is_qrs
 
-from echopulse.preprocess.beat_matching import BeatMatch, match_beats
+from echopulse.evaluation.beat_matching import BeatMatch, match_beats
 from echopulse.preprocess.beats import DEFAULT_METHOD, DETECTION_BANDS_HZ, Beat, find_beats
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,11 +20,11 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from echopulse import __version__
 from echopulse.errors import EchopulseError
+from echopulse.version import __version__
 
 if TYPE_CHECKING:
-    from echopulse.ingest.record import ECGRecord
+    from echopulse.ecg import ECGRecord
 
 EXIT_OK, EXIT_INTERNAL, EXIT_REFUSED = 0, 1, 2
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from echopulse import __version__
-from echopulse.ingest.record import ECGRecord
+from echopulse.ecg import ECGRecord
 from echopulse.plot import plot_beats
 from echopulse.preprocess.offline import Preprocessed
+from echopulse.version import __version__
 
 BEATS_SCHEMA_VERSION = 1
 

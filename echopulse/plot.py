@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from echopulse.ingest.record import ECGRecord
+from echopulse.ecg import ECGRecord
 from echopulse.preprocess.offline import Preprocessed
 
 SHORT_RECORD_S = 120.0

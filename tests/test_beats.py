@@ -16,7 +16,7 @@ import pytest
 import wfdb
 from wfdb.io.annotation import ann_labels, is_qrs
 
-from echopulse.preprocess.beat_matching import BeatMatch, match_beats
+from echopulse.evaluation.beat_matching import BeatMatch, match_beats
 from echopulse.preprocess.beats import DEFAULT_METHOD, DETECTION_BANDS_HZ, Beat, find_beats
 
 TOLERANCE_S = 0.05

@@ -33,9 +33,9 @@ from bad_archives import (
 from bad_inputs import FAKE_BIRTH_DATE, FAKE_NAME
 
 from echopulse.cli import main
+from echopulse.ecg import ECGRecord
 from echopulse.errors import IngestError
 from echopulse.ingest import read_record, read_records
-from echopulse.ingest.record import ECGRecord
 
 FOLDER_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{6}_[0-9a-f]{12}$")
 OUTPUT_FILES = ["beats.json", "ecg.png", "windows.npz"]

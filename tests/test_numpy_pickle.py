@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from echopulse.ecg import STMEM_LEADS
 from echopulse.errors import IngestError
 from echopulse.ingest import read_record, sniff_format
 from echopulse.ingest.numpy_arrays import read_numpy
 from echopulse.ingest.safe_pickle import load_pickled_array, read_pickle
-from echopulse.preprocess.leads import STMEM_LEADS
 
 ECHOPULSE_TRACES = {
     "A2C.USm.1.2.840.114089.1.0.1.2887499449.1641693197.4144.604080_1_27.pkl": 167,

@@ -10,9 +10,9 @@ import pytest
 from safetensors import safe_open
 from scipy import signal as sps
 
+from echopulse.ecg import STMEM_LEADS, canonical_lead
 from echopulse.ingest import ECGRecord, read_record
 from echopulse.preprocess.compat import echopulse_ecg_input
-from echopulse.preprocess.leads import STMEM_LEADS, canonical_lead
 from echopulse.preprocess.offline import preprocess_record
 from echopulse.preprocess.resample import rational_ratio, resample
 from echopulse.preprocess.streaming import StreamingPreprocessor

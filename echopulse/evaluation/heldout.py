@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from echopulse.ecg import STMEM_LEADS
 from echopulse.echo.ecg_phantom import CLOSING_R_S
 from echopulse.echo.phantom import make_phantom
 from echopulse.errors import EchopulseError
-from echopulse.preprocess.leads import STMEM_LEADS
 
 DEFAULT_SEED = 900_000
 DEFAULT_N = 200

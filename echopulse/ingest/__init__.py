@@ -11,9 +11,9 @@ import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from echopulse.ecg import BeatAnnotations, ECGRecord
 from echopulse.errors import IngestError
 from echopulse.ingest import limits
-from echopulse.ingest.record import BeatAnnotations, ECGRecord
 from echopulse.ingest.sniff import sniff_format
 from echopulse.ingest.validate import check_file_size, check_record
 

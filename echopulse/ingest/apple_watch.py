@@ -32,12 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from echopulse.ecg import ECGRecord, canonical_lead
 from echopulse.errors import IngestError
 from echopulse.ingest.csv_table import read_text
-from echopulse.ingest.record import ECGRecord
 from echopulse.ingest.units import millivolts_per_unit, to_millivolts
 from echopulse.ingest.validate import check_file_size, check_sample_rate
-from echopulse.preprocess.leads import canonical_lead
 
 SOURCE_FORMAT = "apple_watch_csv"
 

@@ -39,11 +39,10 @@ from typing import Any
 
 import numpy as np
 
+from echopulse.ecg import ECGRecord, canonical_lead
 from echopulse.errors import IngestError
 from echopulse.ingest.apple_watch import parse_recorded_date
-from echopulse.ingest.record import ECGRecord
 from echopulse.ingest.validate import check_file_size, check_sample_rate
-from echopulse.preprocess.leads import canonical_lead
 
 SOURCE_FORMAT = "apple_watch_pdf"
 

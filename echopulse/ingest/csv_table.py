@@ -30,12 +30,11 @@ from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 
+from echopulse.ecg import ECGRecord, canonical_lead
 from echopulse.errors import IngestError
 from echopulse.ingest import limits
-from echopulse.ingest.record import ECGRecord
 from echopulse.ingest.units import millivolts_per_unit, to_millivolts
 from echopulse.ingest.validate import check_file_size, check_sample_rate
-from echopulse.preprocess.leads import canonical_lead
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -20,13 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from echopulse.ecg import ECGRecord, canonical_lead, lead_names
 from echopulse.errors import IngestError
 from echopulse.ingest import limits
-from echopulse.ingest.record import ECGRecord
 from echopulse.ingest.units import millivolts_per_unit
 from echopulse.ingest.validate import check_duration, check_file_size, check_sample_rate
-from echopulse.ingest.wfdb_record import lead_names
-from echopulse.preprocess.leads import canonical_lead
 
 _MAIN_HEADER_BYTES = 256
 _MAX_SIGNALS = 1024

@@ -42,10 +42,10 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import BinaryIO
 
+from echopulse.ecg import ECGRecord
 from echopulse.errors import IngestError
 from echopulse.ingest.apple_watch import parse_apple_watch_csv
 from echopulse.ingest.csv_table import decode_text
-from echopulse.ingest.record import ECGRecord
 from echopulse.ingest.validate import check_record
 
 MAX_MEMBERS = 10_000

@@ -15,13 +15,11 @@ from typing import IO, Any
 
 import numpy as np
 
+from echopulse.ecg import STMEM_LEADS, ECGRecord, lead_names
 from echopulse.errors import IngestError
 from echopulse.ingest import limits
-from echopulse.ingest.record import ECGRecord
 from echopulse.ingest.units import millivolts_per_unit
 from echopulse.ingest.validate import check_duration, check_file_size, check_sample_rate
-from echopulse.ingest.wfdb_record import lead_names
-from echopulse.preprocess.leads import STMEM_LEADS
 
 SIGNAL_KEYS = ("signal", "signals", "ecg", "x", "data")
 FS_KEYS = ("fs", "sampling_rate", "sample_rate", "sfreq")

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from echopulse.ecg import ECGRecord
 from echopulse.errors import IngestError
 from echopulse.ingest.numpy_arrays import array_record
-from echopulse.ingest.record import ECGRecord
 from echopulse.ingest.validate import check_file_size, check_sample_rate
 
 ECHOPULSE_TILES = 16

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from echopulse.ecg import ECGRecord
 from echopulse.errors import IngestError
 from echopulse.ingest.paper_grid import (
     DARK_MAX_LUMA,
@@ -33,7 +34,6 @@ from echopulse.ingest.paper_grid import (
     luma,
     measure_grid,
 )
-from echopulse.ingest.record import ECGRecord
 from echopulse.ingest.validate import check_sample_rate
 
 MAX_SIDE_PX = 20_000

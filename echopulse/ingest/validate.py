@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from echopulse.ecg import ECGRecord
 from echopulse.errors import IngestError
 from echopulse.ingest import limits
-from echopulse.ingest.record import ECGRecord
 
 
 def check_sample_rate(source: str | Path, fs: float, where: str | None = None) -> float:

@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from echopulse.ecg import BeatAnnotations, ECGRecord, canonical_lead, lead_names
 from echopulse.errors import IngestError
 from echopulse.ingest import limits
-from echopulse.ingest.record import BeatAnnotations, ECGRecord
 from echopulse.ingest.units import millivolts_per_unit
 from echopulse.ingest.validate import check_duration, check_sample_rate
-from echopulse.preprocess.leads import canonical_lead
 
 _BYTES_PER_SAMPLE = {
     "8": 1.0, "16": 2.0, "24": 3.0, "32": 4.0, "61": 2.0, "80": 1.0, "160": 2.0,
@@ -40,25 +39,6 @@ def beat_symbols() -> frozenset[str]:
     )
 
 
-def lead_names(labels: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Canonical names where the label is a standard lead (MLII -> II), else the label itself, unique.
-
-    A second signal that maps onto an already used name keeps its own label, so that a record holding
-    both MLII and II does not end with two rows both called II.
-    """
-    names: list[str] = []
-    for index, label in enumerate(labels):
-        label = label.strip() or f"lead{index}"
-        name = canonical_lead(label) or label
-        if name in names:
-            name = label
-        suffix = 2
-        base = name
-        while name in names:
-            name = f"{base}#{suffix}"
-            suffix += 1
-        names.append(name)
-    return tuple(names)
 
 
 def read_wfdb(path: str | Path) -> ECGRecord:

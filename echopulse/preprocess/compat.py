@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from echopulse.preprocess.leads import STMEM_LEADS
+from echopulse.ecg import STMEM_LEADS
 
 ECHOPULSE_TILES = 16
 ECHOPULSE_LEAD_SLOT = STMEM_LEADS.index("II")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from echopulse.ingest.record import ECGRecord
+from echopulse.ecg import ECGRecord
 from echopulse.preprocess.beats import DEFAULT_METHOD, Beat
 from echopulse.preprocess.streaming import StreamingPreprocessor
 from echopulse.preprocess.windows import STMEMWindow

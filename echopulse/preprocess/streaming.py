@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from echopulse.ecg import canonical_lead
 from echopulse.preprocess.beats import DEFAULT_METHOD, Beat, BeatTracker, DetectorSettings
-from echopulse.preprocess.leads import canonical_lead
 from echopulse.preprocess.windows import MARGIN_S, WINDOW_S, STMEMWindow, stmem_windows
 
 

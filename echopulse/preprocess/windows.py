@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from echopulse.ecg import STMEM_LEADS, lead_slot
 from echopulse.preprocess.bandpass import bandpass
 from echopulse.preprocess.beats import Beat
 from echopulse.preprocess.compat import ECHOPULSE_LEAD_SLOT, echopulse_ecg_input
-from echopulse.preprocess.leads import STMEM_LEADS, lead_slot
 from echopulse.preprocess.quality import QUALITY_THRESHOLD
 from echopulse.preprocess.resample import STMEM_FS, rational_ratio, resample
 

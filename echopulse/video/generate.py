@@ -30,9 +30,9 @@ from echopulse.video.sheet import contact_sheet, pick_sheet_beats
 from echopulse.video.timeline import TimelineVideo
 
 if TYPE_CHECKING:
+    from echopulse.ecg import ECGRecord
     from echopulse.generator.clip import EchoClip
     from echopulse.generator.echo_generator import EchoGenerator
-    from echopulse.ingest.record import ECGRecord
     from echopulse.preprocess.offline import Preprocessed
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from echopulse import __version__
 from echopulse.generator.clip import EchoClip
 from echopulse.preprocess.beats import Beat
 from echopulse.preprocess.windows import STMEMWindow
+from echopulse.version import __version__
 
 MANIFEST_SCHEMA_VERSION = 1
 NO_RR_REASON = "no RR interval (no accepted beat before it)"

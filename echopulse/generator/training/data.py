@@ -46,10 +46,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from echopulse.ecg import STMEM_LEADS, canonical_lead
 from echopulse.generator.config import TokenizerConfig
 from echopulse.generator.training.errors import TrainingError
 from echopulse.preprocess.beats import Beat
-from echopulse.preprocess.leads import STMEM_LEADS, canonical_lead
 from echopulse.preprocess.windows import WINDOW_SAMPLES, stmem_windows
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
