@@ -107,13 +107,15 @@ def build_apple_watch_pdf(
     zoom: float = 1.0,
     print_rate: bool = True,
     trace_mm_per_s: float = MM_PER_S,
+    result_line: str | None = None,
 ) -> Path:
     """Draw the Health CSV at `csv_path` as an Apple Watch ECG PDF at `out_pdf` and return `out_pdf`.
 
     `pages` repeats the page (for the page-count limit); `encrypt` sets a user password; `zoom` scales
     everything drawn about the bottom-left corner, as "print to fit" onto other paper does. `print_rate`
     False leaves the sample rate out of the footer; `trace_mm_per_s` draws the trace at another paper speed
-    than the grid and footer claim (a mis-scaled document).
+    than the grid and footer claim (a mis-scaled document). `result_line` is the text printed where the
+    ECG app's result goes (default: the CSV's classification), to put a result mid-line or reword it.
     """
     if trace not in {"vector", "image", "none"}:
         raise ValueError(f"trace must be vector, image or none, not {trace!r}")
@@ -122,7 +124,8 @@ def build_apple_watch_pdf(
     canvas = Canvas(str(out_pdf), pagesize=page_size, encrypt=encrypt, invariant=1)
     for _ in range(pages):
         canvas.scale(zoom, zoom)
-        _draw_header(canvas, layout, record, name, birth_date, software, print_rate)
+        result = result_line if result_line is not None else record.meta.get("classification")
+        _draw_header(canvas, layout, record, name, birth_date, software, print_rate, result)
         if trace == "image":
             _draw_strips_image(canvas, layout, record)
         else:
@@ -158,6 +161,7 @@ def _draw_header(
     birth_date: str,
     software: str,
     print_rate: bool,
+    result: str | None,
 ) -> None:
     """Name, birth date, classification, heart rate and date at the top; scale, rate and device below."""
     page_height = layout.height_mm
@@ -174,7 +178,7 @@ def _draw_header(
     recorded = f"Recorded on {_printed_date(record.start)}" if record.start else ""
     canvas.setFont("Helvetica", 10)
     canvas.drawRightString(right * mm, (page_height - 12) * mm, recorded)
-    text(left, 28, str(record.meta.get("classification") or "Inconclusive"), 12, bold=True)
+    text(left, 28, str(result or "Inconclusive"), 12, bold=True)
     text(left, 34, f"Average Heart Rate {average_heart_rate(record)} BPM")
     footer_y = layout.strip_top(N_STRIPS - 1) + layout.strip_height_mm + 8
     device = record.device or "Watch"

@@ -26,6 +26,7 @@ from bad_inputs import FAKE_BIRTH_DATE, FAKE_NAME
 from ecg_compare import aligned_correlation
 
 from echopulse.ingest import ECGRecord, read_record, sniff_format
+from echopulse.ingest.apple_watch_pdf import ecg_app_result
 from echopulse.preprocess.offline import preprocess_record
 
 MIN_R = 0.995
@@ -129,6 +130,59 @@ def test_header_fields_land_in_meta(round_trip: RoundTrip) -> None:
     assert meta["sample_rate_printed"] == f"{csv.fs:g} Hz"
     assert meta["lead_label"] == "Lead I"
     assert (meta["paper_speed_mm_s"], meta["gain_mm_mv"]) == (25.0, 10.0)
+
+
+RESULT_PHRASINGS = (
+    "Sinus Rhythm",
+    "Atrial Fibrillation",
+    "AFib",
+    "Inconclusive",
+    "Heart Rate Over 120",
+    "Heart Rate Over 150",
+    "Heart Rate Over 120 BPM",
+    "Heart Rate Below 50",
+    "Heart Rate Under 50",
+    "Low Heart Rate",
+    "High Heart Rate",
+    "Poor Recording",
+    "Inconclusive: Poor Recording",
+    "Inconclusive: High Heart Rate",
+    "Inconclusive: Low Heart Rate",
+    "Inconclusive Other",
+    "Unreadable",
+)
+"""How the ECG app's results have been printed across its versions (HealthKit's classifications: sinusRhythm,
+atrialFibrillation, inconclusiveLow/HighHeartRate, inconclusivePoorReading, inconclusiveOther)."""
+
+
+@pytest.mark.parametrize("line", ["{}", "ECG result: {} · Average 45 BPM", "Lead I ECG   {}"])
+@pytest.mark.parametrize("phrasing", RESULT_PHRASINGS)
+def test_every_result_phrasing_is_found_anywhere_in_the_header(phrasing: str, line: str) -> None:
+    header = ["Recorded on Dec 17, 2021 at 12:58 PM", line.format(phrasing), "Average Heart Rate 45 BPM"]
+    assert ecg_app_result("\n".join(header)) == phrasing
+
+
+def test_prose_mentioning_a_result_is_not_the_result() -> None:
+    """The explanation printed under a result names others in sentence case; the result is title case."""
+    prose = "This ECG does not show signs of atrial fibrillation or a high heart rate."
+    assert ecg_app_result(prose) is None
+    assert ecg_app_result(f"{prose}\nSinus Rhythm") == "Sinus Rhythm"
+    assert ecg_app_result("Inconclusive\nOther symptoms: none") == "Inconclusive"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("ECG result: Heart Rate Below 50 (45 BPM)", "Heart Rate Below 50"),
+        ("Inconclusive: Poor Recording", "Inconclusive: Poor Recording"),
+        ("Your ECG: Heart Rate Under 50", "Heart Rate Under 50"),
+    ],
+)
+def test_result_is_read_from_the_page_mid_line_and_whole(
+    line: str, expected: str, apple_watch_csvs: list[Path], tmp_path: Path
+) -> None:
+    pdf = build_apple_watch_pdf(apple_watch_csvs[0], tmp_path / "result.pdf", grid=False, result_line=line)
+    assert read_record(pdf).meta["classification"] == expected
 
 
 def test_start_is_the_printed_recording_time(round_trip: RoundTrip) -> None:

@@ -76,6 +76,16 @@ def test_a_broken_member_ends_read_records_after_the_sound_ones(bad_archives: di
     assert seen == [REAL_ECGS[0]]
 
 
+@pytest.mark.parametrize("name", archive_case_names())
+def test_bytes_of_a_bad_archive_are_refused_the_same_way(name: str, bad_archives: dict[str, BadCase]) -> None:
+    """An uploaded export gets the path's refusal word for word, its name in place of the path."""
+    case = bad_archives[name]
+    expected = str(_refusal(case)).replace(str(case.path), case.path.name)
+    with pytest.raises(IngestError) as refused:
+        list(read_records(case.path.read_bytes(), name=case.path.name))
+    assert str(refused.value) == expected
+
+
 # ------------------------------------------------------------------------------------------------- CLI
 
 

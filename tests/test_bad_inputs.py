@@ -73,3 +73,27 @@ def test_refusals_never_repeat_the_name_or_birth_date(bad_corpus: dict[str, BadC
         if FAKE_NAME in message or FAKE_BIRTH_DATE in message or "Mustermann" in message:
             leaks.append(f"{case.name}: {message}")
     assert not leaks, "\n".join(leaks)
+
+
+BYTES_TOO_LARGE_TO_LOAD = 64 * 2**20
+"""Cases whose file is larger (the sparse 600 MiB one) are left out of the bytes test: loading them to
+memory is not the point, and a stream's own size check is tested in test_read_sources.py."""
+
+
+def _bytes_cases() -> list[str]:
+    """Every case that is one file of bytes: not a directory or a missing path, not a WFDB record (bytes
+    of its header are refused for lack of the .dat, see test_read_sources.py)."""
+    return [name for name in case_names() if not name.startswith("wfdb_")]
+
+
+@pytest.mark.parametrize("name", _bytes_cases())
+def test_bytes_of_a_bad_input_are_refused_the_same_way(name: str, bad_corpus: dict[str, BadCase]) -> None:
+    """An upload of the same bytes gets the path's refusal, word for word, with its name for the path."""
+    case = bad_corpus[name]
+    if not case.path.is_file() or case.path.stat().st_size > BYTES_TOO_LARGE_TO_LOAD:
+        pytest.skip("not a file whose bytes can be sent")
+    expected = str(_refusal(case)).replace(str(case.path), case.path.name)
+    with pytest.raises(IngestError) as refused:
+        read_record(case.path.read_bytes(), fs=case.fs, name=case.path.name)
+    assert str(refused.value) == expected
+    assert case.marker is None or not case.marker.exists(), "loading the bytes ran their payload"

@@ -41,7 +41,7 @@ import numpy as np
 
 from echopulse.ecg import ECGRecord, canonical_lead
 from echopulse.errors import IngestError
-from echopulse.ingest.apple_watch import parse_recorded_date
+from echopulse.ingest.recorded_date import parse_recorded_date
 from echopulse.ingest.validate import check_file_size, check_sample_rate
 
 SOURCE_FORMAT = "apple_watch_pdf"
@@ -74,12 +74,19 @@ _IDENTITY = re.compile(
     r"birth|\bborn\b|\bDOB\b|geburt|naissance|nacimiento|nascita|nascimento|geboorte|生年月日|出生|생년월일|рожд",
     re.IGNORECASE,
 )
+_SPACE = r"[ \t]+"
+"""Words of a result are on one line: a result never takes words from the next phrase."""
+_RATE_LIMIT = rf"Heart{_SPACE}Rate{_SPACE}(?:Over|Above|Under|Below){_SPACE}\d{{2,3}}(?:[ \t]*BPM)?"
+_REASON = rf"(?:Low|High){_SPACE}Heart{_SPACE}Rate|Poor{_SPACE}(?:Recording|Reading)|{_RATE_LIMIT}"
 _CLASSIFICATION = re.compile(
-    r"^(?P<value>Sinus Rhythm|Atrial Fibrillation|AFib|Inconclusive|Low Heart Rate|High Heart Rate|"
-    r"Heart Rate (?:Over|Under) \d{2,3}(?: BPM)?|Poor Recording|Unclassified)\b",
-    re.IGNORECASE | re.MULTILINE,
+    rf"(?<![\w-])(?P<value>Inconclusive(?:[ \t]*[:\-–—][ \t]*|{_SPACE})(?:{_REASON}|Other)|Inconclusive|"
+    rf"Sinus{_SPACE}Rhythm|Atrial{_SPACE}Fibrillation|AFib|{_REASON}|Unreadable|Unrecognized|Unclassified)"
+    r"(?![\w-])",
+    re.IGNORECASE,
 )
-"""The ECG app's results, matched at the start of a phrase and kept verbatim, never with what follows."""
+"""The ECG app's results in every phrasing Apple has printed (`Heart Rate Below 50`, `Heart Rate Under 50`,
+`Low Heart Rate`, `Inconclusive: Poor Recording`, ...), anywhere in a phrase; the longest reading wins
+(`Inconclusive: High Heart Rate`, not `Inconclusive`). Kept verbatim, never with what follows."""
 _TIME = (
     r"\d{1,2}:\d{2}(?::\d{2})?(?:\s*[AaPp]\.?\s?[Mm]\.?)?(?:\s*(?:GMT|UTC)?\s*[+\-−]\s*\d{1,2}(?::?\d{2})?)?"
 )
@@ -273,7 +280,7 @@ def _read_header(source: Path, texts: list[str]) -> _Header:
     header = _Header()
     header.meta = {
         "recorded_date": found["recorded_date"],
-        "classification": _first(_CLASSIFICATION, text),
+        "classification": ecg_app_result(text),
         "average_heart_rate": f"{found['average_heart_rate']} BPM" if found["average_heart_rate"] else None,
         "average_heart_rate_bpm": int(found["average_heart_rate"]) if found["average_heart_rate"] else None,
         "software_version": ", ".join(
@@ -301,6 +308,19 @@ def _read_header(source: Path, texts: list[str]) -> _Header:
     header.meta["lead_assumed"] = found["lead"] is None
     header.device = found["device"]
     return header
+
+
+def ecg_app_result(text: str) -> str | None:
+    """The ECG app's result printed in `text` (a page's header text), verbatim with spaces folded, or None.
+
+    Apple prints results in title case; prose that mentions one (the explanation under a result says "signs
+    of atrial fibrillation") is in sentence case, so a match with a lower-case word is skipped.
+    """
+    for match in _CLASSIFICATION.finditer(text):
+        value = " ".join(match["value"].split())
+        if all(not word[0].isalpha() or word[0].isupper() for word in value.split()):
+            return value
+    return None
 
 
 def _first(pattern: re.Pattern[str], text: str) -> str | None:

@@ -21,31 +21,33 @@ it as a whole (`IngestError` naming the zip, nothing yielded):
   ~120 KB), or ECG members declaring more than `MAX_ECG_TOTAL_BYTES` together.
 
 Non-ECG members' sizes are not limited: they are never read, and a real export.xml can be gigabytes.
-(The archive file itself still meets `read_records`' file-size limit before it gets here.)
+(The archive itself, a path, bytes or an upload, still meets `limits.MAX_ARCHIVE_BYTES` before it gets here.)
 
 Headers can lie, so each ECG member is then read in blocks through a cap: `zipfile` stops at the declared
 size (and reports the CRC mismatch that follows), and reading stops anyway past `MAX_ECG_MEMBER_BYTES`.
 Memory stays bounded by one member whatever the archive claims. A member that fails to read or parse raises
 `IngestError` naming `<zip name>:<member>` when it is reached; `HealthExport.read` lets a caller go on with
-the next member.
+the next member, which is what `recordings.iter_recordings` does.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
 from itertools import pairwise
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 from types import TracebackType
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from echopulse.ecg import ECGRecord
 from echopulse.errors import IngestError
 from echopulse.ingest.apple_watch import parse_apple_watch_csv
-from echopulse.ingest.csv_table import decode_text
+from echopulse.ingest.sources import UNNAMED
+from echopulse.ingest.text_decoding import decode_text
 from echopulse.ingest.validate import check_record
 
 MAX_MEMBERS = 10_000
@@ -98,7 +100,7 @@ _READ_ERRORS = (
 _OPEN_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error)
 
 
-def iter_export_zip(path: str | Path) -> Iterator[ECGRecord]:
+def iter_export_zip(source: str | Path | IO[bytes], name: str | None = None) -> Iterator[ECGRecord]:
     """Every ECG of a Health `export.zip`, in archive order, each validated like any other record.
 
     The archive is checked as a whole before the first record (see the module docstring); a broken member
@@ -107,33 +109,42 @@ def iter_export_zip(path: str | Path) -> Iterator[ECGRecord]:
     >>> [r.meta["archive_member"] for r in iter_export_zip("export.zip")]  # doctest: +SKIP
     ['ecg_2021-12-17.csv', 'ecg_2023-09-26.csv']
     """
-    with open_export_zip(path) as export:
+    with open_export_zip(source, name) as export:
         for member in export.members:
             yield export.read(member)
 
 
-def open_export_zip(path: str | Path) -> HealthExport:
+def open_export_zip(source: str | Path | IO[bytes], name: str | None = None) -> HealthExport:
     """Open and check an export, without reading any member: the way to go on past a broken member."""
-    return HealthExport(Path(path))
+    return HealthExport(Path(source) if isinstance(source, str | os.PathLike) else source, name)
 
 
 class HealthExport:
     """An open `export.zip` whose directory passed every check; `members` are its ECG members' names.
 
-    Use as a context manager (or call `close`). `read(member)` reads one ECG; its errors concern that member
-    only, so a caller can report it and read the next.
+    `source` is the archive's path, or a seekable binary file holding it (an upload; it is left open, its
+    owner closes it). `name` is what errors call the archive: by default the path as given. Use as a context
+    manager (or call `close`). `read(member)` reads one ECG; its errors concern that member only, so a caller
+    can report it and read the next.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, source: Path | IO[bytes], name: str | None = None) -> None:
+        self.name = name or (str(source) if isinstance(source, Path) else UNNAMED)
+        self.file_name = PurePath(self.name).name
         try:
-            with path.open("rb") as handle:
-                _check_end_record(path, handle)
-            self._zip = zipfile.ZipFile(path)
+            if isinstance(source, Path):
+                with source.open("rb") as handle:
+                    _check_end_record(self.name, handle)
+            else:
+                start = source.tell()
+                _check_end_record(self.name, source)
+                source.seek(start)
+            self._zip = zipfile.ZipFile(source)
         except _OPEN_ERRORS as error:
-            raise IngestError(path, f"not a readable zip archive (truncated or corrupt): {error}") from None
+            problem = f"not a readable zip archive (truncated or corrupt): {error}"
+            raise IngestError(self.name, problem) from None
         try:
-            self._infos = _checked_ecg_members(path, self._zip.infolist())
+            self._infos = _checked_ecg_members(self.name, self._zip.infolist())
         except BaseException:
             self._zip.close()
             raise
@@ -141,7 +152,7 @@ class HealthExport:
 
     def label(self, member: str) -> str:
         """`<zip name>:<member basename>`: what errors and outputs call a member (a date, never a name)."""
-        return f"{self.path.name}:{_basename(member)}"
+        return f"{self.file_name}:{_basename(member)}"
 
     def read(self, member: str) -> ECGRecord:
         """One ECG member as a validated record, `meta["archive_member"]` set to its basename."""
@@ -169,7 +180,7 @@ class HealthExport:
 # ---------------------------------------------------------------------------------- before zipfile parses
 
 
-def _check_end_record(path: Path, handle: BinaryIO) -> None:
+def _check_end_record(path: str | Path, handle: BinaryIO) -> None:
     """Refuse by the end record's own numbers: too many entries, or a directory too large to parse."""
     entries, directory_bytes = _declared_directory(path, handle)
     if entries > MAX_MEMBERS:
@@ -182,7 +193,7 @@ def _check_end_record(path: Path, handle: BinaryIO) -> None:
         )
 
 
-def _declared_directory(path: Path, handle: BinaryIO) -> tuple[int, int]:
+def _declared_directory(path: str | Path, handle: BinaryIO) -> tuple[int, int]:
     """(entries, directory bytes) from the end-of-central-directory record, or its ZIP64 version."""
     size = handle.seek(0, 2)
     tail_start = max(0, size - _END_RECORD.size - _MAX_COMMENT)
@@ -217,7 +228,7 @@ def _declared_zip64_directory(handle: BinaryIO, end_record_at: int) -> tuple[int
 # ----------------------------------------------------------------------------------- the parsed directory
 
 
-def _checked_ecg_members(path: Path, infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
+def _checked_ecg_members(path: str | Path, infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
     """Check every member's name and layout and every ECG member's declared sizes; return the ECG members."""
     if len(infos) > MAX_MEMBERS:
         raise IngestError(path, f"{len(infos)} members, over the {MAX_MEMBERS} limit for a Health export")
@@ -242,7 +253,7 @@ def _checked_ecg_members(path: Path, infos: list[zipfile.ZipInfo]) -> dict[str, 
     return ecg
 
 
-def _check_name(path: Path, name: str) -> None:
+def _check_name(path: str | Path, name: str) -> None:
     """Refuse absolute names and `..` segments (either slash counts: Windows tools write backslashes)."""
     normalised = name.replace("\\", "/")
     if normalised.startswith("/") or _DRIVE.match(normalised):
@@ -251,7 +262,7 @@ def _check_name(path: Path, name: str) -> None:
         raise IngestError(path, f"member {_shown(name)} climbs out of the archive with '..'")
 
 
-def _check_unique_names(path: Path, infos: list[zipfile.ZipInfo]) -> None:
+def _check_unique_names(path: str | Path, infos: list[zipfile.ZipInfo]) -> None:
     seen: set[str] = set()
     for info in infos:
         if info.filename in seen:
@@ -259,7 +270,7 @@ def _check_unique_names(path: Path, infos: list[zipfile.ZipInfo]) -> None:
         seen.add(info.filename)
 
 
-def _check_no_overlap(path: Path, infos: list[zipfile.ZipInfo]) -> None:
+def _check_no_overlap(path: str | Path, infos: list[zipfile.ZipInfo]) -> None:
     """Each member's data must end before the next member's header starts, as in any archive a tool wrote.
 
     The local header is at least 30 bytes plus the name, so this bound is safe for every honest archive.
@@ -280,7 +291,7 @@ def _is_ecg_member(info: zipfile.ZipInfo) -> bool:
     return not info.is_dir() and not name.startswith(_RESOURCE_FORKS) and bool(ECG_MEMBER.search(name))
 
 
-def _check_ecg_member(path: Path, info: zipfile.ZipInfo) -> None:
+def _check_ecg_member(path: str | Path, info: zipfile.ZipInfo) -> None:
     """What the directory says about an ECG member: readable, not a bomb, not too large."""
     shown = _shown(info.filename)
     if info.flag_bits & 0x1:

@@ -39,8 +39,6 @@ def beat_symbols() -> frozenset[str]:
     )
 
 
-
-
 def read_wfdb(path: str | Path) -> ECGRecord:
     """Read a WFDB record given its `.hea`, one of its signal files, or its base name."""
     source = Path(path)
