@@ -30,7 +30,7 @@ from echopulse.echo.heart_cycle import EF_NOISE_SD, EF_RANGE, ecg_ef
 from echopulse.echo.phantom import seed_stream
 from echopulse.evaluation.generation_eval import TrueClips, ideal_generator_runs, measure_run, run_metrics
 from echopulse.evaluation.heldout import heldout_set
-from echopulse.evaluation.metrics import mae, r2, rmse
+from echopulse.generator.training.scores import mae, r2, rmse
 
 KEYS = ("ef_mae", "ef_rmse", "ef_r2", "es_frame_within_1")
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
-from echopulse.generator.checkpoints import PARTS, new_module, save_checkpoint
+from echopulse.generator.checkpoints import save_checkpoint
 from echopulse.generator.config import GeneratorConfig, small_config
+from echopulse.generator.parts import PARTS, new_module
 
 
 def thin_small_config() -> GeneratorConfig:

@@ -12,17 +12,24 @@ import numpy as np
 import pytest
 from random_model import save_random_model, thin_small_config
 
+from echopulse.cli.evaluate import add_parser as add_eval_parser
+from echopulse.cli.evaluate import run as run_eval
 from echopulse.errors import EchopulseError, ModelError
-from echopulse.eval_cli import add_eval_parser, run_eval
-from echopulse.evaluation.generation_eval import IdealGeneratorClips, TrueClips, evaluate_generation
+from echopulse.evaluation.generation_eval import (
+    GeneratorClips,
+    IdealGeneratorClips,
+    TrueClips,
+    evaluate_generation,
+)
 from echopulse.evaluation.heldout import EvalError, eval_leads, heldout_set
-from echopulse.evaluation.metrics import cyclic_distance, derangement, mae, r2, rmse
+from echopulse.evaluation.metrics import cyclic_distance, derangement
 from echopulse.evaluation.pipeline import IDEAL_DRAWS, evaluate
 from echopulse.evaluation.report import REQUIRED_KEYS
 from echopulse.evaluation.tokenizer_eval import panel_box, read_echo_panel, real_echo_gifs
 from echopulse.generator.config import small_config
 from echopulse.generator.echo_generator import EchoGenerator
 from echopulse.generator.training.data import prepare_clip
+from echopulse.generator.training.scores import mae, r2, rmse
 
 HELDOUT_SEED = 900_000
 
@@ -167,9 +174,21 @@ def test_the_echo_panel_is_found_in_the_visualization_gifs(shared_data: Path) ->
 
 
 def test_eval_writes_every_key_plots_and_per_sample_rows(
-    model_dir: Path, tmp_path: Path, shared_data: Path
+    model_dir: Path, tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A random-weight model makes noise, so the measurement may refuse every clip: keys are then null."""
+    """The command end to end. A random-weight model makes noise, which the measurement refuses, so each
+    clip the model made is swapped for the clip of the beat whose ECG it was made from (a model that
+    follows its ECG): every metric must then be a number, and the one such clips earn."""
+    generate = GeneratorClips.__call__
+    made: list[int] = []
+
+    def follows_its_ecg(self, samples, guidance, seed):
+        clips = generate(self, samples, guidance, seed)
+        assert [clip.shape for clip in clips] == [s.clip.shape for s in samples]
+        made.append(len(clips))
+        return [s.clip for s in samples]
+
+    monkeypatch.setattr(GeneratorClips, "__call__", follows_its_ecg)
     out = tmp_path / "eval"
     args = parse(
         [
@@ -203,24 +222,23 @@ def test_eval_writes_every_key_plots_and_per_sample_rows(
     for key in floats:
         assert isinstance(report[key], float), key
     assert 0 < report["tokenizer_mse"] < 1 and -1 <= report["tokenizer_ssim"] <= 1
-    for key in [
-        "ef_mae",
-        "ef_rmse",
-        "ef_r2",
-        "ef_r2_shuffled",
-        "ef_mae_shuffled",
-        "ef_r2_guidance1",
-        "ef_mae_guidance1",
-        "es_frame_within_1",
-        "ed_frame_within_1",
-        "hr_mae",
-    ]:
-        assert report[key] is None or isinstance(report[key], float), key  # None: every clip refused
-    for key in ["ed_frame_within_1", "es_frame_within_1"]:
-        assert report[key] is None or 0.0 <= report[key] <= 1.0
+    assert made == [6, 6, 6]  # the default run, the shuffled control, guidance 1
+    for run in ("", "_shuffled", "_guidance1"):
+        for key in ("ef_mae", "ef_rmse", "ef_r2", "es_frame_within_1", "ed_frame_within_1", "hr_mae"):
+            assert isinstance(report[key + run], float), key + run
+        assert 0.0 <= report["ef_mae" + run] <= report["ef_rmse" + run] < 30.0, run
+        assert report["ef_r2" + run] <= 1.0, run
+        for key in ("es_frame_within_1", "ed_frame_within_1"):
+            assert 0.0 <= report[key + run] <= 1.0, key + run
+        assert report["n_measured" + run] == 6 and report["measure_failures" + run] == 0, run
+    # clips that follow their ECG: the measurement's own error, lost when the ECGs are shuffled
+    assert report["ef_mae"] < 5.0 and report["ef_r2"] > 0.5
+    assert report["hr_mae"] == pytest.approx(0.0, abs=1e-9)  # each clip played at its own ECG's rate
+    assert report["ef_mae_shuffled"] > report["ef_mae"] and report["ef_r2_shuffled"] < report["ef_r2"]
+    assert report["ef_mae"] == report["ef_mae_true_clips"] and report["ef_r2"] == report["ef_r2_true_clips"]
+    for key in ("ef_mae", "ef_r2", "es_frame_within_1"):
+        assert isinstance(report[f"{key}_ideal_generator"], float), key
     assert report["n"] == 6 and report["seed"] == HELDOUT_SEED and report["steps"] == 2
-    assert isinstance(report["measure_failures"], int) and 0 <= report["measure_failures"] <= 6
-    assert report["n_measured"] + report["measure_failures"] == 6
     assert report["guidance"] == 2.0  # the small config's default
     assert report["model"]["id"] == "random-test" and len(report["model"]["config_hash"]) == 12
     assert report["leads"] == "I" and report["model_leads"] == "random"
@@ -243,9 +261,9 @@ def test_the_pipeline_on_true_clips_and_without_real_echo(model_dir: Path, tmp_p
     and no real echo folder (those keys null, with a note)."""
     generator = EchoGenerator.from_pretrained(model_dir, device="cpu")
     out = tmp_path / "eval"
+    generator.metadata = {**generator.metadata, "leads": "all"}  # as if trained on every lead
     report = evaluate(
         generator,
-        {"leads": "all"},
         out,
         n=4,
         seed=HELDOUT_SEED,

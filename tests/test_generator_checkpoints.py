@@ -19,8 +19,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from echopulse.cli.convert import add_parser as add_convert_parser
+from echopulse.cli.convert import run as run_convert
 from echopulse.errors import EchopulseError, ModelError
-from echopulse.generator import checkpoints as ck
+from echopulse.generator.checkpoints import FORMAT, config_from_dict, load_checkpoint, save_checkpoint
 from echopulse.generator.config import (
     GeneratorConfig,
     SamplingConfig,
@@ -30,13 +32,22 @@ from echopulse.generator.config import (
     paper_config,
     small_config,
 )
-from echopulse.generator.convert_cli import add_convert_parser, run_convert
+from echopulse.generator.official import (
+    convert_official,
+    fit_official,
+    load_official,
+    load_official_stage2,
+    load_official_stmem,
+    load_official_tokenizer,
+    split_stage2,
+)
 from echopulse.generator.official_keys import (
     DROPPED_PREFIXES,
     STAGE2_PREFIXES,
     map_official_keys,
     official_key,
 )
+from echopulse.generator.parts import build_parts, new_module
 
 COMPAT = Path(__file__).resolve().parents[2] / "shared" / "compat"  # like conftest.SHARED_DATA
 PARTS = ("stmem", "tokenizer", "transformer")
@@ -159,7 +170,7 @@ def _state_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None
 
 def _modules(config: GeneratorConfig, parts=PARTS) -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
-    return {part: ck.new_module(config, part) for part in parts}
+    return {part: new_module(config, part) for part in parts}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -169,9 +180,9 @@ def _modules(config: GeneratorConfig, parts=PARTS) -> dict[str, torch.nn.Module]
 
 def test_round_trip_identical(tmp_path: Path, tiny: GeneratorConfig) -> None:
     modules = _modules(tiny)
-    out = ck.save_checkpoint(tmp_path / "model", tiny, modules, metadata={"run": "unit test"})
+    out = save_checkpoint(tmp_path / "model", tiny, modules, metadata={"run": "unit test"})
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]  # no temp files
-    loaded = ck.load_checkpoint(out)
+    loaded = load_checkpoint(out)
     assert loaded.config == tiny
     assert loaded.path == out
     assert loaded.parts == PARTS
@@ -192,8 +203,8 @@ def test_partial_directory_and_overwrite(tmp_path: Path, tiny: GeneratorConfig) 
     """A tokenizer-only directory (stage-1 training), then saved over with new weights."""
     first = _modules(tiny, ("tokenizer",))["tokenizer"]
     state = {k: v.clone() for k, v in first.state_dict().items()}
-    ck.save_checkpoint(tmp_path, tiny, {"tokenizer": state})
-    loaded = ck.load_checkpoint(tmp_path)
+    save_checkpoint(tmp_path, tiny, {"tokenizer": state})
+    loaded = load_checkpoint(tmp_path)
     assert loaded.parts == ("tokenizer",)
     assert loaded.metadata["parts"] == "tokenizer"
     with pytest.raises(ModelError, match=r"model\.safetensors: no transformer weights"):
@@ -202,34 +213,34 @@ def test_partial_directory_and_overwrite(tmp_path: Path, tiny: GeneratorConfig) 
     key = next(k for k, v in state.items() if v.ndim == 2)
     state[key] = state[key].t().contiguous().t() + 1.0
     assert not state[key].is_contiguous()
-    ck.save_checkpoint(tmp_path, tiny, {"tokenizer": state})
-    again = ck.load_checkpoint(tmp_path)
+    save_checkpoint(tmp_path, tiny, {"tokenizer": state})
+    again = load_checkpoint(tmp_path)
     assert torch.equal(again.state["tokenizer"][key], state[key])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
 
 
 def test_save_refuses_bad_arguments(tmp_path: Path, tiny: GeneratorConfig) -> None:
     with pytest.raises(ValueError, match="parts"):
-        ck.save_checkpoint(tmp_path, tiny, {"decoder": {}})
+        save_checkpoint(tmp_path, tiny, {"decoder": {}})
     with pytest.raises(ValueError, match="reserved"):
-        ck.save_checkpoint(tmp_path, tiny, {"tokenizer": {}}, metadata={"format": "x"})
+        save_checkpoint(tmp_path, tiny, {"tokenizer": {}}, metadata={"format": "x"})
     assert not (tmp_path / "model.safetensors").exists()
 
 
 @pytest.fixture()
 def saved(tmp_path: Path, tiny: GeneratorConfig) -> Path:
-    return ck.save_checkpoint(tmp_path / "model", tiny, _modules(tiny, ("transformer", "stmem")))
+    return save_checkpoint(tmp_path / "model", tiny, _modules(tiny, ("transformer", "stmem")))
 
 
 def test_missing_directory_config_weights(tmp_path: Path, saved: Path) -> None:
     with pytest.raises(ModelError, match=r"nowhere: not a model directory \(missing\)"):
-        ck.load_checkpoint(tmp_path / "nowhere")
+        load_checkpoint(tmp_path / "nowhere")
     (saved / "model.safetensors").unlink()
     with pytest.raises(ModelError, match=r"model/model\.safetensors: weights file missing"):
-        ck.load_checkpoint(saved)
+        load_checkpoint(saved)
     (saved / "config.json").unlink()
     with pytest.raises(ModelError, match=r"model/config\.json: config file missing"):
-        ck.load_checkpoint(saved)
+        load_checkpoint(saved)
 
 
 def test_truncated_safetensors(saved: Path) -> None:
@@ -238,7 +249,7 @@ def test_truncated_safetensors(saved: Path) -> None:
     for cut in (len(data) // 2, 7, 0):
         weights.write_bytes(data[:cut])
         with pytest.raises(ModelError, match=r"model\.safetensors: not a readable safetensors file"):
-            ck.load_checkpoint(saved)
+            load_checkpoint(saved)
 
 
 @pytest.mark.parametrize(
@@ -256,33 +267,33 @@ def test_truncated_safetensors(saved: Path) -> None:
 def test_bad_config_json(saved: Path, text: str, problem: str) -> None:
     (saved / "config.json").write_bytes(text.encode("latin-1"))
     with pytest.raises(ModelError, match=r"model/config\.json: .*" + problem):
-        ck.load_checkpoint(saved)
+        load_checkpoint(saved)
 
 
 def test_hash_mismatch(saved: Path, tiny: GeneratorConfig) -> None:
     other = replace(tiny, transformer=replace(tiny.transformer, depth=3))
     (saved / "config.json").write_text(other.to_json())
     with pytest.raises(ModelError, match=r"model\.safetensors: written for config hash .* do not belong"):
-        ck.load_checkpoint(saved)
+        load_checkpoint(saved)
     # The name and sampling defaults are not architecture: changing them keeps the weights valid.
     renamed = replace(tiny, name="renamed", sampling=SamplingConfig(steps=4))
     (saved / "config.json").write_text(renamed.to_json())
-    assert ck.load_checkpoint(saved).config.sampling.steps == 4
+    assert load_checkpoint(saved).config.sampling.steps == 4
 
 
 def test_foreign_safetensors(saved: Path) -> None:
     weights = saved / "model.safetensors"
     save_file({"transformer.x": torch.zeros(1)}, str(weights), metadata={"format": "pt"})
     with pytest.raises(ModelError, match=r"model\.safetensors: format 'pt'"):
-        ck.load_checkpoint(saved)
+        load_checkpoint(saved)
     config = GeneratorConfig.load(saved / "config.json")
-    meta = {"format": ck.FORMAT, "config_hash": config.hash, "parts": "transformer"}
+    meta = {"format": FORMAT, "config_hash": config.hash, "parts": "transformer"}
     save_file({"decoder.x": torch.zeros(1)}, str(weights), metadata=meta)
     with pytest.raises(ModelError, match="keys outside the parts"):
-        ck.load_checkpoint(saved)
+        load_checkpoint(saved)
     save_file({"stmem.x": torch.zeros(1)}, str(weights), metadata=meta)
     with pytest.raises(ModelError, match=r"lists parts \['transformer'\], the file holds \['stmem'\]$"):
-        ck.load_checkpoint(saved)
+        load_checkpoint(saved)
 
 
 def test_wrong_shapes_missing_unexpected_keys(tmp_path: Path, tiny: GeneratorConfig) -> None:
@@ -290,8 +301,8 @@ def test_wrong_shapes_missing_unexpected_keys(tmp_path: Path, tiny: GeneratorCon
     state["to_logits.weight"] = torch.zeros(7, 48)
     del state["pos_emb.weight"]
     state["extra.weight"] = torch.zeros(1)
-    ck.save_checkpoint(tmp_path, tiny, {"transformer": state})
-    loaded = ck.load_checkpoint(tmp_path)
+    save_checkpoint(tmp_path, tiny, {"transformer": state})
+    loaded = load_checkpoint(tmp_path)
     with pytest.raises(ModelError) as info:
         loaded.build()
     message = str(info.value)
@@ -304,7 +315,7 @@ def test_wrong_shapes_missing_unexpected_keys(tmp_path: Path, tiny: GeneratorCon
 
 def test_long_key_lists_are_shortened(tiny: GeneratorConfig) -> None:
     with pytest.raises(ModelError, match=r"missing keys .*, \.\.\. \(\d+ in all\)") as info:
-        ck.build_parts(tiny, {"stmem": {}}, ["stmem"])
+        build_parts(tiny, {"stmem": {}}, ["stmem"])
     assert len(str(info.value)) < 600
 
 
@@ -314,8 +325,8 @@ def test_long_key_lists_are_shortened(tiny: GeneratorConfig) -> None:
 
 
 def test_official_tokenizer(files, official, caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="echopulse.generator.checkpoints"):
-        state = ck.load_official_tokenizer(files["tokenizer"])
+    with caplog.at_level(logging.INFO, logger="echopulse.generator.official"):
+        state = load_official_tokenizer(files["tokenizer"])
     dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
     assert dropped == [
         "CVIVIT_pytorch_model_finetune.bin: dropped 4 tokenizer tensors of the training losses "
@@ -326,10 +337,10 @@ def test_official_tokenizer(files, official, caplog) -> None:
 
 
 def test_official_stmem_layouts(tmp_path: Path, files, official, caplog) -> None:
-    _assert_from_fixture("stmem", ck.load_official_stmem(files["stmem"]), official["stmem"])
+    _assert_from_fixture("stmem", load_official_stmem(files["stmem"]), official["stmem"])
     bare = tmp_path / "bare.pth"
     torch.save(dict(official["stmem"]), bare)
-    _assert_from_fixture("stmem", ck.load_official_stmem(bare), official["stmem"])
+    _assert_from_fixture("stmem", load_official_stmem(bare), official["stmem"])
     # ST-MEM's full pre-training checkpoint: the encoder under `encoder.`, plus the MAE decoder.
     full = tmp_path / "st_mem_full.pth"
     decoder = {
@@ -340,14 +351,14 @@ def test_official_stmem_layouts(tmp_path: Path, files, official, caplog) -> None
     }
     encoder = {f"encoder.{k}": v for k, v in official["stmem"].items()}
     torch.save({"epoch": 1, "model": {**encoder, **decoder}, "optimizer": None, "scaler": None}, full)
-    with caplog.at_level(logging.INFO, logger="echopulse.generator.checkpoints"):
-        state = ck.load_official_stmem(full)
+    with caplog.at_level(logging.INFO, logger="echopulse.generator.official"):
+        state = load_official_stmem(full)
     _assert_from_fixture("stmem", state, official["stmem"])
     assert any("dropped 6 decoder tensors" in r.getMessage() for r in caplog.records)
 
 
 def test_official_stage2(tmp_path: Path, files, official) -> None:
-    split = ck.load_official_stage2(files["stage2"])
+    split = load_official_stage2(files["stage2"])
     assert sorted(split) == sorted(PARTS)
     for part in PARTS:
         _assert_from_fixture(part, split[part] | ({"null_context": torch.zeros(1)} if part == "transformer"
@@ -355,24 +366,24 @@ def test_official_stage2(tmp_path: Path, files, official) -> None:
     # A DataParallel-wrapped save (`module.` prefixes) reads the same.
     wrapped = tmp_path / "model-ddp.pt"
     torch.save(_stage2_payload(official, prefix="module."), wrapped)
-    again = ck.load_official_stage2(wrapped)
+    again = load_official_stage2(wrapped)
     for part in PARTS:
         _state_equal(again[part], split[part])
 
 
 def test_load_official_builds_identical_modules(files, official, tiny, caplog) -> None:
     with pytest.raises(ModelError, match=r"^no official weights for transformer \(pass --stage2 model-"):
-        ck.load_official(tokenizer=files["tokenizer"], stmem=files["stmem"], config=tiny)
-    config, state = ck.load_official(tokenizer=files["tokenizer"], stmem=files["stmem"], config=tiny,
+        load_official(tokenizer=files["tokenizer"], stmem=files["stmem"], config=tiny)
+    config, state = load_official(tokenizer=files["tokenizer"], stmem=files["stmem"], config=tiny,
                                      parts=("tokenizer", "stmem"))
     assert config == tiny
     assert sorted(state) == ["stmem", "tokenizer"]
     for part in ("tokenizer", "stmem"):
-        _assert_from_fixture(part, ck.build_parts(config, state, [part])[part].state_dict(), official[part])
-    with caplog.at_level(logging.INFO, logger="echopulse.generator.checkpoints"):
-        config, state = ck.load_official(stage2=files["stage2"], config=tiny)
+        _assert_from_fixture(part, build_parts(config, state, [part])[part].state_dict(), official[part])
+    with caplog.at_level(logging.INFO, logger="echopulse.generator.official"):
+        config, state = load_official(stage2=files["stage2"], config=tiny)
     assert any("null_context set to zeros" in r.getMessage() for r in caplog.records)
-    modules = ck.build_parts(config, state)
+    modules = build_parts(config, state)
     for part, module in modules.items():
         assert not module.training
         _assert_from_fixture(part, module.state_dict(), official[part])
@@ -382,8 +393,8 @@ def test_stage2_overrides_separate_files(tmp_path: Path, files, official, tiny) 
     """Separate files are read first, the stage-2 file's parts replace them (the official order)."""
     shifted = tmp_path / "shifted.bin"
     torch.save({k: v + 1 if v.is_floating_point() else v for k, v in official["tokenizer"].items()}, shifted)
-    _, alone = ck.load_official(tokenizer=shifted, config=tiny, parts=("tokenizer",))
-    _, both = ck.load_official(tokenizer=shifted, stage2=files["stage2"], config=tiny)
+    _, alone = load_official(tokenizer=shifted, config=tiny, parts=("tokenizer",))
+    _, both = load_official(tokenizer=shifted, stage2=files["stage2"], config=tiny)
     _assert_from_fixture("tokenizer", both["tokenizer"], official["tokenizer"])
     key = official_key("to_pixels.0.weight", "tokenizer")
     assert torch.equal(alone["tokenizer"][key], both["tokenizer"][key] + 1)
@@ -395,28 +406,28 @@ def test_stmem_head(tmp_path: Path, files, official, tiny, caplog) -> None:
     encoder = {k: v for k, v in official["stmem"].items() if not k.startswith("head.")}
     torch.save({"epoch": 1, "model": encoder, "optimizer": None, "scaler": None, "config": {}}, headless)
     no_head = replace(tiny, stmem=replace(tiny.stmem, num_classes=0))
-    _, state = ck.load_official(stmem=headless, config=no_head, parts=("stmem",))
+    _, state = load_official(stmem=headless, config=no_head, parts=("stmem",))
     assert not any(k.startswith("head.") for k in state["stmem"])
-    with caplog.at_level(logging.INFO, logger="echopulse.generator.checkpoints"):
-        _, state = ck.load_official(stage2=files["stage2"], config=no_head)
+    with caplog.at_level(logging.INFO, logger="echopulse.generator.official"):
+        _, state = load_official(stage2=files["stage2"], config=no_head)
     assert any("model-14.pt: dropped the ST-MEM classification head" in r.getMessage()
                for r in caplog.records)
-    ck.build_parts(no_head, state)
+    build_parts(no_head, state)
     # A config that wants a head cannot take the head-less file.
     with pytest.raises(ModelError, match=r"base\.pth: stmem weights do not fit.*missing keys head"):
-        ck.load_official(stmem=headless, config=tiny, parts=("stmem",))
+        load_official(stmem=headless, config=tiny, parts=("stmem",))
 
 
 def test_convert_official_round_trip(tmp_path: Path, files, official, tiny) -> None:
-    out = ck.convert_official(tmp_path / "converted", stage2=files["stage2"], stmem=files["stmem"],
+    out = convert_official(tmp_path / "converted", stage2=files["stage2"], stmem=files["stmem"],
                               config=tiny)
-    loaded = ck.load_checkpoint(out)
+    loaded = load_checkpoint(out)
     assert loaded.config == tiny
     source = loaded.metadata["source"]
     assert source.startswith("official ECHOPulse/ST-MEM conversion")
     assert "model-14.pt" in source and "st_mem_vit_base.pth" in source
     assert str(files["stage2"].parent) not in source  # names, not paths
-    _, direct = ck.load_official(stage2=files["stage2"], stmem=files["stmem"], config=tiny)
+    _, direct = load_official(stage2=files["stage2"], stmem=files["stmem"], config=tiny)
     for part in PARTS:
         _state_equal(loaded.state[part], direct[part])
         _assert_from_fixture(part, loaded.state[part], official[part])
@@ -425,12 +436,12 @@ def test_convert_official_round_trip(tmp_path: Path, files, official, tiny) -> N
 def test_official_shape_mismatch_against_config(files, tiny) -> None:
     wider = replace(tiny, transformer=replace(tiny.transformer, dim=64))
     with pytest.raises(ModelError) as info:
-        ck.load_official(stage2=files["stage2"], config=wider)
+        load_official(stage2=files["stage2"], config=wider)
     message = str(info.value)
     assert message.startswith(f"{files['stage2']}: transformer weights do not fit config 'tiny'")
     assert "token_emb.weight expected [65, 64] found [65, 48]" in message
     with pytest.raises(ModelError, match=r"CVIVIT_pytorch_model_finetune\.bin: tokenizer weights do not fit"):
-        ck.load_official(tokenizer=files["tokenizer"], parts=("tokenizer",))  # paper config
+        load_official(tokenizer=files["tokenizer"], parts=("tokenizer",))  # paper config
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -445,7 +456,7 @@ def _meta_state(manifest: dict) -> dict[str, torch.Tensor]:
 
 def _meta_module_shapes(config: GeneratorConfig, part: str) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
-        module = ck.new_module(config, part)
+        module = new_module(config, part)
     return {key: tuple(value.shape) for key, value in module.state_dict().items()}
 
 
@@ -455,8 +466,8 @@ def test_manifest_stage2_split(compat: Path, caplog) -> None:
     official = _meta_state(manifest)
     # The stage-2 ST-MEM carries its (random) 3-class head; with a head in the config it maps 1:1.
     config = replace(paper_config(), stmem=replace(paper_config().stmem, num_classes=3))
-    with caplog.at_level(logging.INFO, logger="echopulse.generator.checkpoints"):
-        split = ck.split_stage2(official, "model-14.pt")
+    with caplog.at_level(logging.INFO, logger="echopulse.generator.official"):
+        split = split_stage2(official, "model-14.pt")
     assert any("dropped 382 tokenizer tensors" in r.getMessage() for r in caplog.records)
     reverse = {}
     for part in PARTS:
@@ -487,7 +498,7 @@ def test_manifest_stage2_split(compat: Path, caplog) -> None:
     assert len(split["transformer"]) == counts["maskgit."]["tensors"]
     assert len(split["stmem"]) == counts["encode_ekg."]["tensors"]
     # And fit_official makes it fit the default paper config exactly (null_context added, head dropped).
-    ck.fit_official(paper_config(), split, {part: "model-14.pt" for part in PARTS})
+    fit_official(paper_config(), split, {part: "model-14.pt" for part in PARTS})
     for part in PARTS:
         ours = _meta_module_shapes(paper_config(), part)
         assert {k: tuple(v.shape) for k, v in split[part].items()} == ours
@@ -546,7 +557,7 @@ def test_pickle_payloads_are_refused_not_run(tmp_path: Path, official) -> None:
     for name, write in cases.items():
         path = tmp_path / name
         write(path)
-        for loader in (ck.load_official_tokenizer, ck.load_official_stmem, ck.load_official_stage2):
+        for loader in (load_official_tokenizer, load_official_stmem, load_official_stage2):
             with pytest.raises(ModelError) as info:
                 loader(path)
             message = str(info.value)
@@ -555,9 +566,9 @@ def test_pickle_payloads_are_refused_not_run(tmp_path: Path, official) -> None:
             assert "\n" not in message
             assert not marker.exists()
     with pytest.raises(ModelError, match=r"references (builtins\.exec|posix\.system|os\.system)"):
-        ck.load_official_stage2(tmp_path / "system.pt")
+        load_official_stage2(tmp_path / "system.pt")
     with pytest.raises(ModelError, match="refused"):
-        ck.load_official(stage2=tmp_path / "exec.pt")
+        load_official(stage2=tmp_path / "exec.pt")
     assert not marker.exists()
 
 
@@ -568,62 +579,62 @@ def test_truncated_and_corrupt_files(tmp_path: Path, files) -> None:
     for name, content in cases.items():
         path = tmp_path / name
         path.write_bytes(content)
-        for loader in (ck.load_official_tokenizer, ck.load_official_stmem, ck.load_official_stage2):
+        for loader in (load_official_tokenizer, load_official_stmem, load_official_stage2):
             with pytest.raises(ModelError, match=rf"^{path}: not a readable PyTorch checkpoint") as info:
                 loader(path)
             assert "\n" not in str(info.value)
     with pytest.raises(ModelError, match=r"nothing\.bin: file missing"):
-        ck.load_official_tokenizer(tmp_path / "nothing.bin")
+        load_official_tokenizer(tmp_path / "nothing.bin")
     with pytest.raises(ModelError, match="not a file"):
-        ck.load_official_stmem(tmp_path)
+        load_official_stmem(tmp_path)
 
 
 def test_not_a_dict_and_missing_model(tmp_path: Path, official) -> None:
     listed = tmp_path / "list.pt"
     torch.save([torch.zeros(1)], listed)
-    for loader in (ck.load_official_tokenizer, ck.load_official_stmem, ck.load_official_stage2):
+    for loader in (load_official_tokenizer, load_official_stmem, load_official_stage2):
         with pytest.raises(ModelError, match=r"list\.pt: holds a list, not a dict of weights"):
             loader(listed)
     no_model = tmp_path / "no_model.pt"
     torch.save({"step": 3, "opt": {}, "scaler": None}, no_model)
     with pytest.raises(ModelError, match=r"no_model\.pt: has no 'model' entry \(top-level keys: opt, scaler"):
-        ck.load_official_stage2(no_model)
+        load_official_stage2(no_model)
     with pytest.raises(ModelError, match=r"no_model\.pt: has no 'model' entry"):
-        ck.load_official_stmem(no_model)
+        load_official_stmem(no_model)
     with pytest.raises(ModelError, match=r"no_model\.pt: not a state dict: entries that are not tensors"):
-        ck.load_official_tokenizer(no_model)
+        load_official_tokenizer(no_model)
     empty = tmp_path / "empty_model.pt"
     torch.save({"step": 3, "model": {}}, empty)
     with pytest.raises(ModelError, match="holds no weights"):
-        ck.load_official_stage2(empty)
+        load_official_stage2(empty)
 
 
 def test_unknown_keys(tmp_path: Path, official, tiny) -> None:
     odd = tmp_path / "odd.bin"
     torch.save({**official["tokenizer"], "discr.0.weight": torch.zeros(1), "gan.w": torch.zeros(1)}, odd)
     with pytest.raises(ModelError, match=r"odd\.bin: keys no tokenizer rule knows: discr\.0\.weight, gan\.w"):
-        ck.load_official_tokenizer(odd)
+        load_official_tokenizer(odd)
     # A key under a known prefix maps, but the config's module has no such tensor.
     extra = tmp_path / "extra.bin"
     torch.save({**official["tokenizer"], "vq._codebook.extra": torch.zeros(1)}, extra)
     with pytest.raises(ModelError, match=r"extra\.bin: tokenizer weights do not fit .*unexpected keys "
                                          r"vq\.codebook\.extra \(1\)$"):
-        ck.load_official(tokenizer=extra, config=tiny, parts=("tokenizer",))
+        load_official(tokenizer=extra, config=tiny, parts=("tokenizer",))
     stray = tmp_path / "stray.pt"
     payload = _stage2_payload(official)
     payload["model"]["critic.weight"] = torch.zeros(1)
     torch.save(payload, stray)
     with pytest.raises(ModelError, match=r"stray\.pt: keys outside .*critic\.weight"):
-        ck.load_official_stage2(stray)
+        load_official_stage2(stray)
     pretrain = tmp_path / "pretrain.pth"
     torch.save({"model": {"encoder.norm.weight": torch.zeros(1), "projector.w": torch.zeros(1)}}, pretrain)
     with pytest.raises(ModelError, match=r"pretrain\.pth: keys neither encoder nor decoder"):
-        ck.load_official_stmem(pretrain)
+        load_official_stmem(pretrain)
 
 
 def test_missing_parts_say_which_file(files) -> None:
     with pytest.raises(ModelError) as info:
-        ck.load_official(tokenizer=files["tokenizer"])
+        load_official(tokenizer=files["tokenizer"])
     message = str(info.value)
     assert "stmem (pass --stmem st_mem_vit_base.pth or --stage2 model-*.pt)" in message
     assert "transformer (pass --stage2 model-*.pt)" in message
@@ -658,7 +669,7 @@ def test_run_convert(tmp_path: Path, files, official, tiny, capsys) -> None:
     assert run_convert(args) == 0
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
     assert f"-> {out}" in capsys.readouterr().out
-    loaded = ck.load_checkpoint(out)
+    loaded = load_checkpoint(out)
     assert loaded.config == tiny
     for part in PARTS:
         _assert_from_fixture(part, loaded.state[part], official[part])
@@ -692,4 +703,4 @@ def test_run_convert_refusals(tmp_path: Path, files, tiny) -> None:
 def test_small_config_round_trip_through_json() -> None:
     """The configs our files are written with survive config.json (what load_checkpoint checks)."""
     for config in (paper_config(), small_config()):
-        assert ck.config_from_dict(json.loads(config.to_json())) == config
+        assert config_from_dict(json.loads(config.to_json())) == config

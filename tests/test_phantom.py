@@ -88,7 +88,6 @@ def test_sample_shapes_and_ecg(samples: list) -> None:
     assert s.ecg.dtype == np.float32 and s.ecg.shape == (12, 2750) and s.ecg_fs == 250.0
     assert s.clip.dtype == np.uint8 and s.clip.shape == (11, 64, 64)
     assert s.labels.lv_mask.shape == (11, 64, 64) and s.labels.lv_mask.dtype == bool
-    assert len(LEADS) == 12
     for s in samples:
         f = s.labels.fiducials_s
         assert np.any(np.isclose(f["r_peak"], CLOSING_R_S))
@@ -100,6 +99,14 @@ def test_sample_shapes_and_ecg(samples: list) -> None:
         xyz = s.ecg[[0, 5, 7]] - np.median(s.ecg[[0, 5, 7], i - 60 : i - 30], axis=1, keepdims=True)
         magnitude = np.linalg.norm(xyz[:, i - 10 : i + 11], axis=0)
         assert abs(int(np.argmax(magnitude)) - 10) <= 2
+        # each row is the lead LEADS names: over the QRS the limb leads obey Einthoven's and Goldberger's
+        # laws, up to the noise each lead has of its own
+        qrs = s.ecg[:, i - 10 : i + 11] - np.median(s.ecg[:, i - 60 : i - 30], axis=1, keepdims=True)
+        lead = dict(zip(LEADS, qrs, strict=True))
+        laws = {"III": lead["II"] - lead["I"], "aVR": -(lead["I"] + lead["II"]) / 2,
+                "aVL": lead["I"] - lead["II"] / 2, "aVF": lead["II"] - lead["I"] / 2}  # fmt: skip
+        for name, expected in laws.items():
+            assert np.abs(lead[name] - expected).max() < 0.3 * np.abs(qrs[:6]).max(), name
 
 
 def test_labels_are_consistent(samples: list) -> None:

@@ -15,9 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
+from echopulse.cli.train import add_parser as add_train_parser
+from echopulse.cli.train import run as run_train
 from echopulse.echo.shards import PhantomRun, write_shards
 from echopulse.errors import EchopulseError, ModelError
-from echopulse.generator.checkpoints import build_parts, load_checkpoint
+from echopulse.generator.checkpoints import load_checkpoint
 from echopulse.generator.config import (
     GeneratorConfig,
     SamplingConfig,
@@ -25,8 +27,8 @@ from echopulse.generator.config import (
     TokenizerConfig,
     TransformerConfig,
 )
+from echopulse.generator.parts import build_parts
 from echopulse.generator.training import TrainingError
-from echopulse.generator.training.cli import add_train_parser, run_train
 from echopulse.generator.training.common import STATE_FILE
 from echopulse.generator.training.data import open_dataset, parse_leads, prepare_clip
 from echopulse.generator.training.generator_trainer import mask_tokens, train_generator

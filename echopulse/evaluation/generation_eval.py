@@ -43,7 +43,8 @@ import numpy as np
 
 from echopulse.echo.measure import MeasureError, measure_clip
 from echopulse.evaluation.heldout import HeldoutSample
-from echopulse.evaluation.metrics import cyclic_distance, derangement, mae, r2, rmse
+from echopulse.evaluation.metrics import cyclic_distance, derangement
+from echopulse.generator.training.scores import mae, r2, rmse
 
 RUNS = ("default", "shuffled", "guidance1")
 MEASURE_SIZE = 128
@@ -243,10 +244,11 @@ def _num(x: float) -> float | None:
 
 @dataclass
 class GenerationEval:
+    """Every run of one evaluation, its metrics, the shuffled control's pairing and notes for the reader."""
+
     runs: dict[str, RunResult]
     metrics: dict[str, dict[str, float | int | None]]
-    permutation: np.ndarray
-    guidance_default: float | None
+    permutation: np.ndarray  # the shuffled run's clip i was made from sample permutation[i]'s ECG
     notes: list[str]
 
 
@@ -289,4 +291,4 @@ def evaluate_generation(
         clips = source([samples[int(j)] for j in condition], guidance, seed)
         result[name] = measure_run(name, samples, clips, condition, guidance)
     metrics = {name: run_metrics(samples, run) for name, run in result.items()}
-    return GenerationEval(result, metrics, perm, default_guidance, notes)
+    return GenerationEval(result, metrics, perm, notes)

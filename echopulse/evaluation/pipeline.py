@@ -55,7 +55,6 @@ def _bar(total: int, desc: str, enabled: bool):
 
 def evaluate(
     generator,
-    metadata: Mapping[str, str],
     out_dir: Path,
     *,
     n: int,
@@ -68,8 +67,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run every part of the eval with `generator` (an `EchoGenerator`) and write into `out_dir`.
 
-    `clip_source` replaces the generator as the maker of clips (for example `TrueClips()`, to validate
-    the measurement machinery); the tokenizer is still the generator's.
+    The model's training leads and data come from `generator.metadata` (what its checkpoint says of
+    itself). `clip_source` replaces the generator as the maker of clips (for example `TrueClips()`, to
+    validate the measurement machinery); the tokenizer is still the generator's.
     """
     start = time.perf_counter()
     check_count(n, seed)
@@ -84,6 +84,7 @@ def evaluate(
         raise EvalError(f"{out_dir}: cannot create the output folder ({error.strerror or error})") from error
 
     config = generator.config
+    metadata: Mapping[str, str] = generator.metadata
     tok = config.tokenizer
     keep, leads_name, leads_note = eval_leads(metadata.get("leads", "I"))
     notes: list[str] = [leads_note] if leads_note else []
@@ -131,7 +132,7 @@ def evaluate(
                 "video tokenizer: real echo (ECHOPulse Visualization GIFs, out of domain)",
             )
 
-    default_guidance = 1.0 if getattr(generator, "official_compatible", False) else config.sampling.guidance
+    _, default_guidance = generator.sampling_settings(steps, None)
     runs = 2 if float(default_guidance) == 1.0 else 3
     with _bar(runs * n, "generate", progress) as bar:
         source = clip_source or GeneratorClips(generator, steps, batch_size, progress=bar.update)

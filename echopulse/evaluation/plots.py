@@ -1,16 +1,13 @@
 """An eval's pictures: measured vs true EF (default, shuffled, ideal generator), best and worst beats,
-tokenizer strips."""
+tokenizer strips. Drawn on bare `matplotlib.figure.Figure`s (no pyplot), so the backend is left alone."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from echopulse.evaluation.generation_eval import GenerationEval, RunResult, run_metrics
 from echopulse.evaluation.heldout import HeldoutSample
@@ -43,7 +40,8 @@ def ef_scatter(
     runs = {name: result.runs[name] for name in ("default", "shuffled") if name in result.runs}
     if ideal is not None:
         runs["ideal_generator"] = ideal
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.4 * len(runs), 4.4), squeeze=False)
+    fig = Figure(figsize=(4.4 * len(runs), 4.4))
+    axes = fig.subplots(1, len(runs), squeeze=False)
     lo, hi = 10.0, 80.0
     for ax, (name, run) in zip(axes[0], runs.items(), strict=True):
         m = result.metrics[name] if name in result.metrics else run_metrics(samples, run)
@@ -79,7 +77,8 @@ def best_worst_strip(
     else:  # nothing measured: show the first beats, refused
         picks = [("refused", i) for i in range(min(cases, len(samples)))]
     frames = len(samples[0].clip)
-    fig, axes = plt.subplots(2 * len(picks), frames, figsize=(1.1 * frames, 2.3 * len(picks)), squeeze=False)
+    fig = Figure(figsize=(1.1 * frames, 2.3 * len(picks)))
+    axes = fig.subplots(2 * len(picks), frames, squeeze=False)
     for row, (tag, i) in enumerate(picks):
         measured = "refused" if not np.isfinite(run.ef[i]) else f"{run.ef[i]:.1f}"
         pair = (
@@ -109,7 +108,8 @@ def tokenizer_strip(
     """Input and reconstruction, frame by frame, for the first `clips` clips."""
     shown = min(clips, len(originals))
     frames = originals.shape[1]
-    fig, axes = plt.subplots(2 * shown, frames, figsize=(1.1 * frames, 2.3 * shown), squeeze=False)
+    fig = Figure(figsize=(1.1 * frames, 2.3 * shown))
+    axes = fig.subplots(2 * shown, frames, squeeze=False)
     for c in range(shown):
         for k, (video, tag) in enumerate(((originals[c], "input"), (reconstructions[c], "reconstruction"))):
             for f, ax in enumerate(axes[2 * c + k]):
@@ -122,15 +122,14 @@ def tokenizer_strip(
     return _save(fig, path)
 
 
-def _tight_strip(fig) -> None:
+def _tight_strip(fig: Figure) -> None:
     """Frames close together, room above each row for its (left-aligned, possibly long) title."""
     height = fig.get_size_inches()[1]
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.45 / height, wspace=0.03, hspace=0.35)
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path

@@ -1,7 +1,7 @@
 """The transformer parts the video tokenizer and the masked-token transformer share.
 
 They follow the official ECHOPulse attention code closely enough that its checkpoints load one to one
-(see `checkpoints.py`), but run attention through `scaled_dot_product_attention` and cache the continuous
+(see `official_keys.py`), but run attention through `scaled_dot_product_attention` and cache the continuous
 position bias, which the official code recomputes on every pass.
 
 The attention is cosine-similarity attention: q and k are l2-normalised, scaled per dimension by learned
@@ -12,7 +12,6 @@ the official models train without the usual attention-logit blow-ups.
 from __future__ import annotations
 
 import itertools
-import math
 
 import torch
 import torch.nn.functional as F
@@ -270,12 +269,3 @@ def fan_out(
     times = batch // x.shape[0]
     key_mask = None if key_mask is None else key_mask.repeat(times, 1)
     return x.repeat(times, 1, 1), (batch, *grid[1:]), key_mask
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def cosine_schedule(fraction: Tensor | float) -> Tensor:
-    """Fraction of tokens still masked at time `fraction` ∈ [0, 1] (MaskGIT's cosine schedule)."""
-    return torch.cos(torch.as_tensor(fraction) * math.pi / 2)

@@ -36,12 +36,20 @@ class SamplingStep:
     masked: Tensor  # (b, n) bool, positions predicted at this step
 
 
+def cosine_masked_count(n: int, t: Tensor) -> Tensor:
+    """MaskGIT's cosine schedule: max(1, round(n · cos(π/2 · t))) of `n` tokens are masked at time t ∈ [0, 1].
+
+    The one rule training and decoding share, elementwise over `t` and in its dtype: decoding
+    (`num_masked`) follows the official sampler in float32, training (`mask_tokens`) draws t in float64.
+    """
+    return (n * torch.cos(t * math.pi * 0.5)).round().long().clamp(min=1)
+
+
 def num_masked(n: int, step: int, steps: int) -> int:
     """How many of `n` tokens are masked going into `step` (the official float32 cosine rule, ≥ 1)."""
     if step == 0:
         return n
-    t = torch.full((1,), step / steps, dtype=torch.float32)
-    return int((n * torch.cos(t * math.pi * 0.5)).round().long().clamp(min=1).item())
+    return int(cosine_masked_count(n, torch.full((1,), step / steps, dtype=torch.float32)).item())
 
 
 def temperature_at(step: int, steps: int, starting_temperature: float) -> float:

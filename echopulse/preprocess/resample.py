@@ -47,9 +47,3 @@ def resample(signal: np.ndarray, fs_in: float, fs_out: float = STMEM_FS) -> np.n
     if up == down:
         return x.copy()
     return sps.resample_poly(x, up, down, axis=-1, window=_antialias_taps(up, down))
-
-
-def resampled_length(n_in: int, fs_in: float, fs_out: float = STMEM_FS) -> int:
-    """Number of samples `resample` returns for `n_in` input samples."""
-    up, down = rational_ratio(fs_in, fs_out)
-    return -(-n_in * up // down)

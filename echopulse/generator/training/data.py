@@ -46,15 +46,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from echopulse.ecg import STMEM_LEADS, canonical_lead
+from echopulse.ecg import STMEM_LEADS, WINDOW_SAMPLES, canonical_lead
 from echopulse.generator.config import TokenizerConfig
 from echopulse.generator.training.errors import TrainingError
 from echopulse.preprocess.beats import Beat
-from echopulse.preprocess.windows import WINDOW_SAMPLES, stmem_windows
+from echopulse.preprocess.windows import stmem_windows
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
 LEAD_MODES = ("all", "random")
-DEFAULT_LEADS = "I"
 CLOSING_MARGIN_S = 0.9
 """Folder data: a clip's closing R-peak is the record's last accepted beat at least this long before the
 record ends (the phantom's layout, closing R-peak 1 s before the end, with room for detection jitter)."""

@@ -26,9 +26,9 @@ from torch import Tensor, nn
 
 from echopulse.echo.ecg_phantom import CLOSING_R_S, LEADS, PhantomECG, simulate_ecg
 from echopulse.echo.heart_cycle import CycleTiming, ecg_ef
-from echopulse.evaluation.metrics import r2
-from echopulse.generator.checkpoints import new_module, save_checkpoint
+from echopulse.generator.checkpoints import save_checkpoint
 from echopulse.generator.config import GeneratorConfig
+from echopulse.generator.parts import new_module
 from echopulse.generator.training.common import (
     TrainingSteps,
     TrainLog,
@@ -44,6 +44,7 @@ from echopulse.generator.training.common import (
 )
 from echopulse.generator.training.data import ECGSource, choose_leads, parse_leads, step_rng
 from echopulse.generator.training.ema import EMA
+from echopulse.generator.training.scores import r2
 from echopulse.generator.training.settings import TrainSettings
 
 KIND = "ecg"

@@ -13,7 +13,6 @@ may be shipped); `--stmem DIR` starts it from a checkpoint's encoder and `--free
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from pathlib import Path
 
@@ -24,9 +23,10 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from echopulse.errors import ModelError
-from echopulse.generator.checkpoints import WEIGHTS_FILE, load_checkpoint, new_module, save_checkpoint
+from echopulse.generator.checkpoints import WEIGHTS_FILE, load_checkpoint, save_checkpoint
 from echopulse.generator.config import GeneratorConfig
-from echopulse.generator.sampling import sample_ids
+from echopulse.generator.parts import new_module
+from echopulse.generator.sampling import cosine_masked_count, sample_ids
 from echopulse.generator.training.common import (
     SAMPLES_DIR,
     TrainingSteps,
@@ -57,14 +57,14 @@ ENCODE_BATCH = 16
 
 
 def mask_tokens(ids: Tensor, steps: int, mask_id: int) -> tuple[Tensor, Tensor]:
-    """The official training mask: (masked input ids, bool mask) for flat ids (b, n).
+    """The official training mask: (masked input ids, bool mask) for flat ids (b, n), masking per row the
+    `cosine_masked_count` of a random step k/steps, k ~ U{0 … steps−1}.
 
     Uses the global torch RNG (seeded per step by the trainer).
     """
     b, n = ids.shape
     rand_step = torch.randint(0, steps, (b,), device=ids.device)
-    prob = torch.cos(math.pi / 2 * rand_step.double() / steps)
-    count = torch.round(prob * n).long().clamp(min=1)
+    count = cosine_masked_count(n, rand_step.double() / steps)
     rank = torch.rand(b, n, device=ids.device).argsort(dim=-1).argsort(dim=-1)
     mask = rank < count[:, None]
     return ids.masked_fill(mask, mask_id), mask

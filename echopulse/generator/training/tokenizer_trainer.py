@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from echopulse.generator.checkpoints import new_module, save_checkpoint
+from echopulse.generator.checkpoints import save_checkpoint
 from echopulse.generator.config import GeneratorConfig
+from echopulse.generator.parts import new_module
 from echopulse.generator.tokenizer import TokenizerOutput, VideoTokenizer
 from echopulse.generator.training.common import (
     SAMPLES_DIR,
