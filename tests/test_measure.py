@@ -32,17 +32,19 @@ def _benchmark_module():
 
 
 def ellipse_clip(
-    n: int = 11, size: int = 64, seed: int = 0, cycles: float = 1.0
+    n: int = 11, size: int = 64, seed: int = 0, cycles: float = 1.0, scale: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """A dark LV ellipse (right of the apex) and a smaller RV in a bright speckled fan; true LV areas.
 
-    The LV shrinks by ~35 % in area and back over each cycle, largest at frame 0, like a beat from R-peak.
+    The LV shrinks by ~35 % in area and back over each cycle, largest at frame 0, like a beat from R-peak;
+    `scale` (one value per frame, ≤ 1) draws any other area curve instead.
     """
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(float)
     angle = np.arctan2(xx - size / 2, yy - 1)
     fan = (np.abs(angle) < np.deg2rad(38)) & (np.hypot(xx - size / 2, yy - 1) < size * 0.95)
-    scale = 1 - 0.35 * (0.5 - 0.5 * np.cos(2 * np.pi * cycles * np.arange(n) / n))
+    if scale is None:
+        scale = 1 - 0.35 * (0.5 - 0.5 * np.cos(2 * np.pi * cycles * np.arange(n) / n))
     rv = ((xx - size * 0.36) / (size * 0.07)) ** 2 + ((yy - size * 0.4) / (size * 0.2)) ** 2 <= 1
     frames, areas = [], []
     for s in scale:
@@ -74,6 +76,63 @@ def test_multi_cycle_clip_gets_period_from_the_area_curve() -> None:
     true_period_s = n / cycles / fps
     assert m.period_s == pytest.approx(true_period_s, rel=0.03)
     assert periodicity_frames(np.ones(20)) is None
+
+
+SLOW_BEAT_WITH_RIPPLE = np.abs(np.arange(20.0) - 9.5) + 2.0 * np.sin(np.pi * np.arange(20.0) / 2)
+"""One slow fall and rise over 20 frames with a 4-frame ripple on it: every autocorrelation peak up to the
+longest period looked for is negative, so no peak is 'strong' (this once raised a bare StopIteration)."""
+
+
+def test_a_curve_without_a_positive_autocorrelation_peak_has_no_period() -> None:
+    assert periodicity_frames(SLOW_BEAT_WITH_RIPPLE) is None
+    assert periodicity_frames(np.full(20, 1e-200) * np.arange(20)) is None  # squares underflow to 0
+
+
+def test_a_clip_whose_area_curve_has_no_period_is_one_beat() -> None:
+    curve = SLOW_BEAT_WITH_RIPPLE
+    scale = 1.0 - 0.35 * (curve.max() - curve) / np.ptp(curve)
+    clip, _ = ellipse_clip(n=len(scale), size=64, scale=scale)
+    m = measure_clip(clip, fps=30.0)
+    assert m.period_s == pytest.approx(len(clip) / 30.0)
+
+
+@pytest.mark.parametrize(
+    ("fps", "px_per_cm", "frames_per_cycle", "match"),
+    [
+        ("fast", None, None, "fps"),
+        (30.0, "big", None, "px_per_cm"),
+        (30.0, None, 0, "frames_per_cycle"),
+        (30.0, None, 5.5, "frames_per_cycle"),
+        (30.0, None, "11", "frames_per_cycle"),
+    ],
+)
+def test_bad_settings_are_refused_with_a_reason(fps, px_per_cm, frames_per_cycle, match: str) -> None:
+    with pytest.raises(MeasureError, match=match):
+        measure_clip(ellipse_clip()[0], fps=fps, px_per_cm=px_per_cm, frames_per_cycle=frames_per_cycle)
+
+
+def test_any_clip_gives_a_measurement_or_a_measure_error() -> None:
+    """Noise, stripes, negative and tiny values, odd shapes: never an exception other than MeasureError."""
+    rng = np.random.default_rng(3)
+    clips = [
+        rng.integers(0, 256, (7, 32, 32), dtype=np.uint8),
+        rng.standard_normal((5, 24, 40)).astype(np.float32),
+        np.full((4, 16, 16), 1e-30, dtype=np.float64),
+        np.tile((np.arange(48) % 2 * 255).astype(np.uint8), (6, 48, 1)),
+        np.where(ellipse_clip(n=9)[0] > 40, 255, 0).astype(np.uint8),
+        ellipse_clip(n=30)[0][:, ::-1, :],
+        ellipse_clip(n=30)[0][::-1].transpose(0, 2, 1),
+        np.zeros((3, 16, 2000), dtype=np.uint8),
+    ]
+    clips += [(c * rng.uniform(0, 1, c.shape)).astype(np.uint8) for c in (ellipse_clip(n=12, seed=s)[0]
+                                                                          for s in range(3))]
+    for clip in clips:
+        for fpc in (None, len(clip), 1):
+            try:
+                m = measure_clip(clip, fps=25.0, frames_per_cycle=fpc)
+            except MeasureError:
+                continue
+            assert 0 <= m.ed_frame < len(clip) and 0 <= m.es_frame < len(clip)
 
 
 def test_area_length_volume_is_in_ml_with_a_scale() -> None:

@@ -24,6 +24,7 @@ without it in px³-equivalent units; EF is scale-free either way.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,6 +82,9 @@ of the smallest volume; any tolerance there picks a frame early and reads its la
 MIN_CYCLES_FOR_PERIODICITY = 1.6
 """Below this many cycles the autocorrelation peak is too ill-defined to time a heartbeat."""
 
+MIN_PERIOD_CORRELATION = 0.3
+"""An autocorrelation peak weaker than this is not a heartbeat's period (the clip is taken as one beat)."""
+
 
 class MeasureError(EchopulseError):
     """A clip cannot be measured: wrong shape or type, too few frames, or no LV cavity found."""
@@ -115,12 +119,26 @@ def measure_clip(
     `frames_per_cycle` says the clip is laid out R-peak to R-peak with that many frames per beat (the
     generator's layout); without it the period comes from the area curve's periodicity, or, when the clip
     is too short to show one, the whole clip is taken as one beat.
+
+    Raises `MeasureError`, and nothing else, for any clip or setting it cannot measure: callers measure
+    thousands of generated clips and count a refusal as one, so a corner case of the geometry must not
+    stop them with an unrelated exception (those are re-raised as MeasureError, the cause chained).
     """
     frames = _as_float_frames(clip)
-    if not (fps > 0 and math.isfinite(fps)):
-        raise MeasureError(f"fps must be a positive number, got {fps!r}")
-    if px_per_cm is not None and not px_per_cm > 0:
-        raise MeasureError(f"px_per_cm must be positive, got {px_per_cm!r}")
+    fps = _positive_number("fps", fps)
+    px_per_cm = None if px_per_cm is None else _positive_number("px_per_cm", px_per_cm)
+    frames_per_cycle = _frames_per_cycle(frames_per_cycle)
+    try:
+        return _measure(frames, fps, px_per_cm, frames_per_cycle)
+    except MeasureError:
+        raise
+    except (ArithmeticError, IndexError, ValueError, StopIteration) as err:
+        raise MeasureError(f"cannot measure this clip ({type(err).__name__}: {err})") from err
+
+
+def _measure(
+    frames: np.ndarray, fps: float, px_per_cm: float | None, frames_per_cycle: int | None
+) -> ClipMeasurement:
     masks, tissue = _segment(frames)
     areas = partial_volume_areas(frames, masks, tissue)
     long_axis = np.array([principal_extent(m) for m in masks])
@@ -168,9 +186,28 @@ def _as_float_frames(clip: np.ndarray) -> np.ndarray:
     return frames
 
 
-def segment_lv(frames: np.ndarray) -> np.ndarray:
-    """Boolean LV masks (frames, H, W) of float frames in [0, 1]; MeasureError when no cavity is found."""
-    return _segment(frames)[0]
+def _positive_number(name: str, value: object) -> float:
+    """`value` as a finite positive float; a string or None would otherwise fail deep inside (TypeError)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (number > 0 and math.isfinite(number)):
+        raise MeasureError(f"{name} must be a positive number, got {value!r}")
+    return number
+
+
+def _frames_per_cycle(value: object) -> int | None:
+    """None or a whole number ≥ 1: it slices the clip, so 5.5 or "11" cannot mean anything."""
+    if value is None:
+        return None
+    try:
+        count = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        count = 0
+    if count < 1:
+        raise MeasureError(f"frames_per_cycle must be a whole number ≥ 1, got {value!r}")
+    return count
 
 
 def _segment(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -529,6 +566,8 @@ def ed_es_frames(volumes: np.ndarray, frames_per_cycle: int | None = None) -> tu
     n = len(volumes)
     span = n if frames_per_cycle is None else max(3, min(n, frames_per_cycle))
     first = np.asarray(volumes[:span], dtype=np.float64)
+    if first.size == 0 or not np.all(np.isfinite(first)):
+        raise MeasureError("no LV volume curve: a volume is missing or not finite")
     span_volume = float(first.max() - first.min())
     ed = int(np.flatnonzero(first >= first.max() - ED_PLATEAU_SHARE * span_volume)[0])
     es = int(np.flatnonzero(first <= first.min() + ES_PLATEAU_SHARE * span_volume)[0])
@@ -555,9 +594,11 @@ def periodicity_frames(curve: np.ndarray) -> float | None:
     x = np.asarray(curve, dtype=np.float64)
     x = x - x.mean()
     n = len(x)
-    if n < 6 or not np.any(x):
+    if n < 6 or not np.all(np.isfinite(x)) or not np.any(x):
         return None
     full = np.correlate(x, x, mode="full")[n - 1 :]
+    if not full[0] > 0:  # values so small that their squares underflow
+        return None
     ac = full / (full[0] * (n - np.arange(n)) / n)  # unbiased: no decay toward long lags
     max_lag = int(n / MIN_CYCLES_FOR_PERIODICITY)
     below = np.flatnonzero(ac[:max_lag] < 0)
@@ -571,8 +612,10 @@ def periodicity_frames(curve: np.ndarray) -> float | None:
     if not peaks:
         return None
     top = max(window[k] for k in peaks)
+    if top < MIN_PERIOD_CORRELATION:  # also when every peak is negative: then 0.7·top lies above them all
+        return None
     k = next(k for k in peaks if window[k] >= 0.7 * top)  # the first strong peak, not a multiple of it
-    if ac[k] < 0.3:
+    if ac[k] < MIN_PERIOD_CORRELATION:
         return None
     left, mid, right = ac[k - 1], ac[k], ac[k + 1]
     denom = left - 2 * mid + right

@@ -1,14 +1,16 @@
-"""The picture that shows whether a measurement can be trusted: frames with LV contour, area curve below."""
+"""The picture that shows whether a measurement can be trusted: frames with LV contour, area curve below.
+
+Drawn on a bare `matplotlib.figure.Figure` (no pyplot), so importing echopulse never changes a program's
+matplotlib backend.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.gridspec import GridSpec
 
 from echopulse.echo.measure import ClipMeasurement
@@ -27,7 +29,7 @@ def plot_measurement(
     path = Path(path)
     frames = np.asarray(clip)
     shown = _frames_to_show(len(frames), measurement.ed_frame, measurement.es_frame)
-    fig = plt.figure(figsize=(1.5 * len(shown), 4.2))
+    fig = Figure(figsize=(1.5 * len(shown), 4.2))
     grid = GridSpec(2, len(shown), height_ratios=[1.0, 0.9], hspace=0.12, wspace=0.04, figure=fig)
     for col, k in enumerate(shown):
         _draw_frame(fig.add_subplot(grid[0, col]), frames[k], measurement, k)
@@ -41,7 +43,6 @@ def plot_measurement(
     fig.suptitle(f"{title}\n{summary}" if title else summary, fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -52,7 +53,7 @@ def _frames_to_show(n: int, ed: int, es: int) -> list[int]:
     return sorted(picked)
 
 
-def _draw_frame(ax: plt.Axes, frame: np.ndarray, m: ClipMeasurement, k: int) -> None:
+def _draw_frame(ax: Axes, frame: np.ndarray, m: ClipMeasurement, k: int) -> None:
     ax.imshow(frame, cmap="gray", vmin=0, vmax=255 if frame.dtype == np.uint8 else None)
     if m.lv_masks[k].any():
         ax.contour(m.lv_masks[k].astype(float), levels=[0.5], colors=["#39d353"], linewidths=0.9)
@@ -62,7 +63,7 @@ def _draw_frame(ax: plt.Axes, frame: np.ndarray, m: ClipMeasurement, k: int) -> 
     ax.set_yticks([])
 
 
-def _draw_curve(ax: plt.Axes, m: ClipMeasurement) -> None:
+def _draw_curve(ax: Axes, m: ClipMeasurement) -> None:
     k = np.arange(len(m.lv_area_px))
     ax.plot(k, m.lv_area_px, "o-", color="#1f3b73", markersize=3.5, linewidth=1.2)
     ax.plot([m.ed_frame], [m.lv_area_px[m.ed_frame]], "s", color="#c0392b", label="ED")

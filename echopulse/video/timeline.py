@@ -4,24 +4,26 @@ Video frame j shows time j/fps from the record's first sample, and the video las
 (round(duration·fps) frames). A clip covers its cardiac cycle, R-peak to R-peak: its frame k belongs to
 time start + k·RR/n, and a video frame shows the clip frame of the nearest earlier time (no blending, so
 every frame shown is one the model made). Where no clip covers the time (before the first beat with an RR,
-a refused beat, after the last R-peak) the echo panel is a dark card saying why, rather than a held frame
-that would look like a heart standing still.
+a refused beat, after the last R-peak) the echo panel is a dark card saying why (the beat and its reason),
+rather than a held frame that would look like a heart standing still.
 
 Under the echo runs the ECG (detection lead) in 10-s pages like ECG paper: beats marked, refused beats
-shaded red, the cycle being shown tinted, and a cursor at the current time. Frames are streamed to the
-encoder as clips arrive (`add`, in time order), so a long record never holds its video in memory.
+shaded red (beats left without a clip for another reason grey), the cycle being shown tinted, a cursor at
+the current time, and in a margin on the left a scale bar of a round number of mV. Frames are streamed to
+the encoder as clips arrive (`add`, in time order), so a long record never holds its video in memory.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
+from echopulse.drawing.ecg_strip import amplitude_range, scale_bar_mv, short_reason
 from echopulse.generator.clip import EchoClip
 from echopulse.preprocess.beats import Beat
 from echopulse.video.clip_files import mp4_writer, upscale
@@ -29,6 +31,9 @@ from echopulse.video.mark import _font, mark_frame
 
 PAGE_S = 10.0
 ECG_PANEL_PX = 144
+ECG_MARGIN_PX = 44
+"""Left of the trace: the scale bar and its label, so neither covers the page's first beat."""
+MAX_CARDS = 32
 MIN_WIDTH_PX = 512
 BACKGROUND = (12, 12, 16)
 TRACE = (40, 70, 140)
@@ -37,6 +42,9 @@ GRID = (243, 193, 193)
 REFUSED = (214, 39, 40)
 CURSOR = (228, 87, 46)
 CYCLE_TINT = (60, 120, 220)
+SCALE = (60, 60, 60)
+REFUSED_SHADE = (246, 190, 190)
+SKIPPED_SHADE = (226, 222, 222)
 
 
 def _even(n: int, multiple: int = 2) -> int:
@@ -59,13 +67,17 @@ class TimelineVideo:
         scale: int,
         mark: bool,
         title: str = "synthetic echo",
+        skipped: Mapping[int, str] | None = None,
     ) -> None:
+        """`skipped` (beat index -> reason) says why a beat got no clip; the 'no clip' card shows it. Without
+        it the card tells what `beats` can: a refused beat's reason, or no RR interval."""
         if fps <= 0:
             raise ValueError(f"video fps must be positive, got {fps}")
         self.signal = np.asarray(signal, dtype=np.float32)
         self.fs = float(fs)
         self.fps = float(fps)
         self.beats = list(beats)
+        self.skipped = dict(skipped or {})
         self._beat_times = [b.r_peak_s for b in self.beats]
         self.scale = scale
         self.mark = mark
@@ -75,7 +87,9 @@ class TimelineVideo:
         self.echo_x = (self.width - self.echo_px) // 2
         self.n_frames = max(1, round(duration_s * self.fps))
         self._next = 0
-        self._range = self._y_range()
+        peaks = np.array([b.r_peak for b in self.beats], dtype=np.int64)
+        self._range = amplitude_range(self.signal, peaks)
+        self.scale_mv = scale_bar_mv(self._range[1] - self._range[0])
         self._pages: dict[int, np.ndarray] = {}
         self._cards: dict[tuple[str, str], np.ndarray] = {}
         self._writer = mp4_writer(path, self.fps, title)
@@ -123,7 +137,7 @@ class TimelineVideo:
             k = min(n - 1, max(0, math.floor((t - clip.start_s) * n / clip.rr_s + 1e-9)))
             echo = upscale(clip.frames[k : k + 1], self.scale)[0][: self.echo_px, : self.echo_px]
         else:
-            echo = self._card(*self._gap_reason(t))
+            echo = self._card(*self.gap_reason(t))
         if self.mark:
             echo = mark_frame(echo)
         canvas[: echo.shape[0], self.echo_x : self.echo_x + echo.shape[1]] = echo[..., None]
@@ -147,21 +161,27 @@ class TimelineVideo:
         )
         canvas[:] = np.asarray(image)
 
-    def _gap_reason(self, t: float) -> tuple[str, str]:
-        """Why no clip covers `t`: from the beat that closes the cycle `t` is in."""
+    def gap_reason(self, t: float) -> tuple[str, str]:
+        """Why no clip covers `t` (headline, detail), from the beat that closes the cycle `t` is in."""
         i = bisect.bisect_right(self._beat_times, t)
         if i >= len(self.beats):
             return "no clip", "after the last beat"
+        if i == 0:
+            return "no clip", "before the first beat"
         beat = self.beats[i]
         if not beat.accepted:
-            return "no clip", "beat refused"
+            return f"beat {beat.index} refused", short_reason(beat.reason)
+        if beat.index in self.skipped:
+            return f"no clip for beat {beat.index}", short_reason(self.skipped[beat.index])
         if beat.rr_s is None:
-            return "no clip", "waiting for a beat"
-        return "no clip", "beat window refused"
+            return f"no clip for beat {beat.index}", "no RR interval"
+        return f"no clip for beat {beat.index}", "window refused"
 
     def _card(self, headline: str, detail: str) -> np.ndarray:
         key = (headline, detail)
         if key not in self._cards:
+            if len(self._cards) >= MAX_CARDS:  # one per refused beat: bounded on a long record
+                self._cards.clear()
             self._cards[key] = self._draw_card(headline, detail)
         return self._cards[key]
 
@@ -169,27 +189,26 @@ class TimelineVideo:
         image = Image.new("L", (self.echo_px, self.echo_px), 28)
         draw = ImageDraw.Draw(image)
         big, small = _font(max(12, self.echo_px // 12)), _font(max(10, self.echo_px // 20))
-        centre = self.echo_px / 2
-        draw.text((centre, centre - 4), headline, fill=200, font=big, anchor="ms")
-        draw.text((centre, centre + 6), detail, fill=150, font=small, anchor="mt")
+        centre, room = self.echo_px / 2, self.echo_px - 12
+        draw.text((centre, centre - 4), _fit(draw, headline, big, room), fill=200, font=big, anchor="ms")
+        draw.text((centre, centre + 6), _fit(draw, detail, small, room), fill=150, font=small, anchor="mt")
         return np.asarray(image)
 
     # ---- ECG panel ----------------------------------------------------------------------------------------
-    def _y_range(self) -> tuple[float, float]:
-        if self.signal.size == 0:
-            return -1.0, 1.0
-        low, high = (float(v) for v in np.percentile(self.signal, [0.5, 99.5]))
-        peaks = np.array([b.r_peak for b in self.beats], dtype=np.int64)
-        peaks = peaks[(peaks >= 0) & (peaks < self.signal.size)]
-        if peaks.size:
-            heights = self.signal[peaks]
-            low = min(low, float(np.percentile(heights, 5)))
-            high = max(high, float(np.percentile(heights, 95)))
-        pad = 0.15 * (high - low + 1e-6)
-        return low - pad, high + pad
+    def _x(self, t: float | np.ndarray, page: int) -> float | np.ndarray:
+        return ECG_MARGIN_PX + (t - page * PAGE_S) / PAGE_S * (self.width - 1 - ECG_MARGIN_PX)
 
-    def _x(self, t: float, page: int) -> float:
-        return (t - page * PAGE_S) / PAGE_S * (self.width - 1)
+    def _y(self, value: float | np.ndarray) -> float | np.ndarray:
+        low, high = self._range
+        return (1 - (value - low) / (high - low)) * (ECG_PANEL_PX - 16) + 2
+
+    def _draw_scale_bar(self, draw: ImageDraw.ImageDraw) -> None:
+        """A vertical bar of `scale_mv` on the trace's scale, its value beside it, in the left margin."""
+        length = self.scale_mv * (ECG_PANEL_PX - 16) / (self._range[1] - self._range[0])
+        bottom = ECG_PANEL_PX - 20
+        top = bottom - length
+        draw.line((6, top, 6, bottom), fill=SCALE, width=2)
+        draw.text((10, (top + bottom) / 2), f"{self.scale_mv:g} mV", fill=SCALE, font=_font(10), anchor="lm")
 
     def _page(self, page: int) -> np.ndarray:
         if page not in self._pages:
@@ -203,24 +222,26 @@ class TimelineVideo:
         image = Image.new("RGB", (w, h), PAPER)
         draw = ImageDraw.Draw(image)
         t0, t1 = page * PAGE_S, (page + 1) * PAGE_S
+        self._draw_scale_bar(draw)
         for beat in self.beats:
-            if not beat.accepted and t0 - 0.3 <= beat.r_peak_s < t1 + 0.3:
+            no_clip = not beat.accepted or beat.index in self.skipped
+            if no_clip and t0 - 0.3 <= beat.r_peak_s < t1 + 0.3:
                 x0, x1 = self._x(beat.r_peak_s - 0.3, page), self._x(beat.r_peak_s + 0.3, page)
-                draw.rectangle((x0, 0, x1, h), fill=(246, 190, 190))
+                shade = REFUSED_SHADE if not beat.accepted else SKIPPED_SHADE
+                draw.rectangle((max(x0, ECG_MARGIN_PX), 0, x1, h), fill=shade)
         font = _font(10)
         for second in range(math.ceil(t0), math.floor(t1) + 1):
             x = self._x(second, page)
             draw.line((x, 0, x, h), fill=GRID, width=1)
             draw.text((x + 2, h - 12), f"{second} s", fill=(170, 120, 120), font=font)
-        low, high = self._range
         a, b = max(0, int(t0 * self.fs)), min(self.signal.size, math.ceil(t1 * self.fs))
         if b - a > 1:
-            cols = np.floor((np.arange(a, b) / self.fs - t0) / PAGE_S * (w - 1)).astype(np.int64)
+            cols = np.floor(self._x(np.arange(a, b) / self.fs, page)).astype(np.int64)
             values = self.signal[a:b]
             edges = np.flatnonzero(np.diff(cols)) + 1
             starts = np.concatenate(([0], edges))
             lo, hi = np.minimum.reduceat(values, starts), np.maximum.reduceat(values, starts)
-            y_lo, y_hi = ((1 - (v - low) / (high - low)) * (h - 16) + 2 for v in (lo, hi))
+            y_lo, y_hi = self._y(lo), self._y(hi)
             xs = cols[starts].astype(float)
             points = [p for x, ya, yb in zip(xs, y_lo, y_hi, strict=True) for p in ((x, ya), (x, yb))]
             draw.line(points, fill=TRACE, width=1)
@@ -235,7 +256,7 @@ class TimelineVideo:
         page = int(t // PAGE_S)
         panel = self._page(page).copy()
         if clip is not None:
-            x0 = max(0, math.floor(self._x(clip.start_s, page)))
+            x0 = max(ECG_MARGIN_PX, math.floor(self._x(clip.start_s, page)))
             x1 = min(self.width, math.ceil(self._x(clip.end_s, page)) + 1)
             if x1 > x0:
                 tinted = panel[:, x0:x1].astype(np.float32) * 0.85 + np.array(CYCLE_TINT) * 0.15
@@ -243,3 +264,13 @@ class TimelineVideo:
         x = round(self._x(t, page))
         panel[:, max(0, x - 1) : x + 1] = CURSOR
         return panel
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+         width: float) -> str:
+    """`text`, cut short with "..." where it would run off a card `width` px wide."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > width:
+        text = text[:-1]
+    return text.rstrip() + "..."
