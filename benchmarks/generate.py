@@ -60,8 +60,8 @@ def main() -> None:
     guidance = generator.config.sampling.guidance
     generator.generate(windows[:2], steps=args.steps, seed=0)  # warm-up
 
-    def run(batch: int, g: float) -> float:
-        return best_of(args.repeats, lambda: generator.generate(
+    def run(batch: int, g: float, model: EchoGenerator = generator) -> float:
+        return best_of(args.repeats, lambda: model.generate(
             windows[:batch], steps=args.steps, guidance=g, seed=0, batch_size=batch))
 
     batch1 = run(1, guidance)
@@ -69,10 +69,9 @@ def main() -> None:
     g1_batch1 = run(1, 1.0)
     g1_batch16 = run(16, 1.0)
     precision = generator.precision
-    generator.precision = "fp32"
-    fp32_batch1 = run(1, guidance)
-    fp32_batch16 = run(16, guidance)
-    generator.precision = precision
+    fp32 = generator.with_precision("fp32")  # the same weights: the baseline of the same run
+    fp32_batch1 = run(1, guidance, fp32)
+    fp32_batch16 = run(16, guidance, fp32)
 
     with tempfile.TemporaryDirectory() as out:
         argv = ["generate", str(args.csv), "--out", out, "--steps", str(args.steps), "--device", args.device]

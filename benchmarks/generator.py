@@ -26,10 +26,12 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from echopulse.generator.checkpoints import PARTS, new_module
+from echopulse.ecg import STMEM_LEADS, WINDOW_SAMPLES
 from echopulse.generator.config import paper_config
-from echopulse.generator.echo_generator import EchoGenerator, pick_device
+from echopulse.generator.device import resolve_device
+from echopulse.generator.echo_generator import EchoGenerator
 from echopulse.generator.layers import Attention, ContinuousPositionBias
+from echopulse.generator.parts import PARTS, new_module
 from echopulse.generator.sampling import gumbel_noise, num_masked, temperature_at
 
 
@@ -113,11 +115,11 @@ def main() -> None:
                         help="ours is timed in each (the naive baseline runs in fp32, as the official code)")
     args = parser.parse_args()
 
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     generator = build_random_paper_generator(device)
-    ecg = torch.randn(max(args.batches), 12, 2250, device=device)
+    ecg = torch.randn(max(args.batches), len(STMEM_LEADS), WINDOW_SAMPLES, device=device)
     generator.generate_video(ecg[:1], steps=1, seeds=[0])  # warm-up: allocator, kernels, bias cache
 
     results = []

@@ -71,6 +71,8 @@ class ECGRecord:
 
 
 STMEM_LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+WINDOW_SAMPLES = 2250
+"""Samples in one ST-MEM input window: 9 s at 250 Hz, so every window is (12, WINDOW_SAMPLES)."""
 
 _ALIASES = {
     "i": "I", "ii": "II", "iii": "III", "avr": "aVR", "avl": "aVL", "avf": "aVF",

@@ -34,3 +34,18 @@ class PreprocessError(EchopulseError):
 
 class ModelError(EchopulseError):
     """A model file or directory cannot be used; the message names the file and the problem."""
+
+
+def one_line(error: BaseException | str, limit: int | None = None) -> str:
+    """An error as one line (whitespace folded; the type's name when it says nothing), as every refusal is
+    shown: a multi-line library message would break the CLI's one-line contract and the service's logs.
+
+    `limit` cuts a longer text to that many characters, ending in "...": some library messages (torch's
+    unpickler) run to paragraphs, and a refusal quotes them only as a hint.
+    """
+    text = " ".join(str(error).split())
+    if not text and isinstance(error, BaseException):
+        return type(error).__name__
+    if limit is not None and len(text) > limit:
+        return text[: limit - 3] + "..."
+    return text

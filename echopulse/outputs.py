@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from echopulse.ecg import ECGRecord
+from echopulse.ecg import STMEM_LEADS, WINDOW_SAMPLES, ECGRecord
 from echopulse.plot import plot_beats
 from echopulse.preprocess.offline import Preprocessed
 from echopulse.version import __version__
@@ -58,9 +58,11 @@ def windows_arrays(result: Preprocessed) -> dict[str, np.ndarray]:
     """The `windows.npz` arrays: one row per window; R-peaks inside windows as flat values plus offsets."""
     windows = result.windows
     r_peaks = [w.r_peaks_s for w in windows]
+    slots = len(STMEM_LEADS)
     return {
-        "signal": np.stack([w.signal for w in windows]) if windows else np.zeros((0, 12, 2250), np.float32),
-        "lead_mask": np.stack([w.lead_mask for w in windows]) if windows else np.zeros((0, 12), bool),
+        "signal": np.stack([w.signal for w in windows]) if windows
+        else np.zeros((0, slots, WINDOW_SAMPLES), np.float32),
+        "lead_mask": np.stack([w.lead_mask for w in windows]) if windows else np.zeros((0, slots), bool),
         "beat_index": np.array([w.beat_index for w in windows], dtype=np.int64),
         "end_s": np.array([w.end_s for w in windows], dtype=np.float64),
         "rr_s": np.array([np.nan if w.rr_s is None else w.rr_s for w in windows]),

@@ -23,10 +23,40 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_explains_every_command() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("info", "ingest", "demo"):
-        assert command in result.stdout
+    commands = ("info", "ingest", "generate", "demo", "eval", "phantom", "train", "convert-official")
+    lines = result.stdout.splitlines()
+    listed = [line.split()[0] for line in lines if line.startswith("    ") and not line.startswith("     ")]
+    assert sorted(listed) == sorted(commands)  # each with its one-line help, and nothing unlisted
+    for command in commands:
         sub = run_cli(command, "--help")
-        assert sub.returncode == 0 and "usage: echopulse" in sub.stdout
+        assert sub.returncode == 0 and f"usage: echopulse {command}" in sub.stdout
+        assert len(sub.stdout) > 300  # a description and its options, not a bare usage line
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys, shared_data: Path, tmp_path: Path) -> None:
+    import echopulse.preprocess.offline as offline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(offline.StreamingPreprocessor, "push", interrupted)
+    path = shared_data / "apple_watch" / "ecg_2021-12-17.csv"
+    assert main(["ingest", str(path), "--out", str(tmp_path / "out")]) == 130
+    assert capsys.readouterr().err.strip() == "echopulse: error: interrupted"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["ingest", "generate", "phantom"])
+def test_an_unusable_out_is_one_line_and_exit_2_before_any_work(command, tmp_path, capsys) -> None:
+    """The input does not even exist: the --out line coming alone shows the check ran before any work."""
+    a_file = tmp_path / "taken.txt"
+    a_file.write_text("x")
+    inputs = {"phantom": ["--n", "2"]}.get(command, [str(tmp_path / "ecg.csv")])
+    for out, says in ((a_file, "exists and is not a folder"), (a_file / "sub", "is a file")):
+        assert main([command, *inputs, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("echopulse: error: --out ") and says in err[0]
+    assert a_file.read_text() == "x"
 
 
 def test_info_describes_an_apple_watch_export_without_the_person(tmp_path: Path, shared_data: Path) -> None:
@@ -116,7 +146,7 @@ def test_demo_runs_on_the_bundled_sample(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = tmp_path / "demo"
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["source"] == "sample_ecg.csv" and manifest["synthetic"] is True
+    assert manifest["source"] == "sample_ecg.csv"
     assert manifest["clips"] >= 20
     assert len(list(out.glob("beat_*.mp4"))) == len(list(out.glob("beat_*.gif"))) == manifest["clips"]
     assert (out / "contact_sheet.png").stat().st_size > 10_000

@@ -14,8 +14,9 @@ import pytest
 from PIL import Image
 from random_model import save_random_model
 
-from echopulse.errors import EchopulseError, PreprocessError
-from echopulse.generate_cli import add_generate_parser, run_generate
+from echopulse.cli import main
+from echopulse.cli.generate import add_parser as add_generate_parser
+from echopulse.errors import PreprocessError
 from echopulse.generator.config import (
     GeneratorConfig,
     SamplingConfig,
@@ -25,8 +26,8 @@ from echopulse.generator.config import (
 )
 from echopulse.generator.echo_generator import cpu_has_bf16
 from echopulse.ingest import read_record
+from echopulse.pipeline import clip_windows
 from echopulse.sample import SAMPLE_ECG_FS, sample_ecg_path
-from echopulse.video.generate import usable_windows
 
 
 def micro_config() -> GeneratorConfig:
@@ -53,29 +54,9 @@ def model_dir(tmp_path_factory) -> Path:
     return save_random_model(tmp_path_factory.mktemp("model"), micro_config(), {"model_id": "random-micro"})
 
 
-def _cli_has_generate() -> bool:
-    from echopulse import cli
-
-    for action in cli.build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return "generate" in action.choices
-    return False
-
-
 def generate(*argv: object) -> int:
-    """`echopulse generate ARGV` through the CLI once it is wired there, else as cli.main would run it."""
-    args = [str(a) for a in argv]
-    from echopulse import cli
-
-    if _cli_has_generate():
-        return cli.main(["generate", *args])
-    parser = argparse.ArgumentParser(prog="echopulse")
-    add_generate_parser(parser.add_subparsers(dest="command", required=True))
-    try:
-        return run_generate(parser.parse_args(["generate", *args]))
-    except EchopulseError as error:
-        cli._fail(str(error))
-        return cli.EXIT_REFUSED
+    """`echopulse generate ARGV`, as the command line runs it."""
+    return main(["generate", *(str(a) for a in argv)])
 
 
 def manifest(folder: Path) -> dict:
@@ -233,13 +214,14 @@ def test_a_bad_prime_image_is_one_line_and_nothing_written(model_dir, short_samp
 
 
 def test_no_usable_beat_lists_why_the_beats_were_refused() -> None:
-    def window(accepted: bool, reason: str | None, rr_s: float | None) -> SimpleNamespace:
-        return SimpleNamespace(accepted=accepted, reason=reason, rr_s=rr_s)
+    def window(index: int, accepted: bool, reason: str | None, rr_s: float | None) -> SimpleNamespace:
+        return SimpleNamespace(beat_index=index, accepted=accepted, reason=reason, rr_s=rr_s)
 
-    noisy = window(False, "quality 0.2 < 0.6", 1.0)
-    result = SimpleNamespace(windows=[noisy, noisy, window(True, None, None)])
+    windows = [window(0, False, "quality 0.2 < 0.6", 1.0), window(1, False, "quality 0.2 < 0.6", 1.0),
+               window(2, True, None, None)]
+    result = SimpleNamespace(beats=[SimpleNamespace(index=i) for i in range(3)], windows=windows)
     with pytest.raises(PreprocessError) as caught:
-        usable_windows(result, "x.csv")  # type: ignore[arg-type]
+        clip_windows(result, "x.csv")  # type: ignore[arg-type]
     message = str(caught.value)
     assert message.startswith("x.csv: no usable beat (3 beats found, all refused: quality 0.2 < 0.6 ×2, ")
     assert "no RR interval" in message
@@ -254,3 +236,73 @@ def test_format_option() -> None:
     assert parse("--format", "none").formats == ()
     with pytest.raises(SystemExit):
         parse("--format", "avi")
+
+
+def test_the_summary_line_says_why_beats_got_no_clip(model_dir, short_sample, tmp_path, capsys) -> None:
+    assert generate(short_sample, "--fs", SAMPLE_ECG_FS, "--out", tmp_path / "o", "--model", model_dir,
+                    "--format", "none") == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("short.csv:")]
+    skipped = [b for b in manifest(tmp_path / "o")["beats"] if not b["generated"]]
+    assert skipped and skipped[0]["skipped"].startswith("no RR interval")
+    assert f"({len(skipped)} beat" in line and "without a clip: no RR interval" in line
+
+
+def test_a_rerun_replaces_the_previous_runs_files(model_dir, short_sample, tmp_path) -> None:
+    out = tmp_path / "out"
+    assert generate(sample_ecg_path(), "--fs", SAMPLE_ECG_FS, "--out", out, "--model", model_dir,
+                    "--format", "gif") == 0
+    (out / "notes.txt").write_text("mine")  # not ours: stays
+    assert generate(short_sample, "--fs", SAMPLE_ECG_FS, "--out", out, "--model", model_dir,
+                    "--format", "gif") == 0
+    made = {b["files"]["gif"] for b in manifest(out)["beats"] if b["generated"]}
+    assert {p.name for p in out.glob("beat_*")} == made  # none of the longer first run's beats left
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".generate-")]
+
+
+def test_a_prime_that_is_no_echo_frame_is_used_with_a_warning(model_dir, short_sample, tmp_path, capsys,
+                                                              shared_data) -> None:
+    ecg_plot = shared_data / "echopulse" / "ecg_page_2.png"
+    common = (short_sample, "--fs", SAMPLE_ECG_FS, "--model", model_dir, "--format", "none")
+    assert generate(*common, "--out", tmp_path / "a", "--prime", ecg_plot) == 0
+    warnings = [x for x in capsys.readouterr().err.splitlines() if "warning" in x]
+    assert len(warnings) == 1 and "ecg_page_2.png: --prime does not look like an echo frame" in warnings[0]
+    from echopulse.echo.phantom import make_phantom
+
+    echo = tmp_path / "echo.png"
+    Image.fromarray(make_phantom(3, size=64).clip[0]).save(echo)
+    assert generate(*common, "--out", tmp_path / "b", "--prime", echo) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_generate_shows_progress_on_a_terminal(model_dir, short_sample, tmp_path) -> None:
+    """Run as a person would, on a pseudo-terminal: status lines and a clip bar, not a silent wait."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))  # a terminal has a size
+    argv = [sys.executable, "-m", "echopulse", "generate", str(short_sample), "--fs", str(SAMPLE_ECG_FS),
+            "--out", str(tmp_path / "o"), "--model", str(model_dir), "--format", "none"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed: the program ended
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert process.wait(timeout=300) == 0
+    text = shown.decode(errors="replace")
+    assert "loading the model" in text and "finding beats" in text
+    assert "clip/s" in text or "s/clip" in text  # tqdm's bar over the clips
+    assert "short.csv: " in text and " clips " in text

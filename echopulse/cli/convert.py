@@ -1,6 +1,6 @@
 """`echopulse convert-official`: the released ECHOPulse / ST-MEM weights into an echopulse model folder.
 
-Kept apart from checkpoints.py so that building the CLI parser does not import torch.
+Building its parser imports no torch; the conversion itself lives in the generator package.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from typing import Any
 from echopulse.errors import ModelError
 
 
-def add_convert_parser(commands: Any) -> argparse.ArgumentParser:
-    """Add the `convert-official` sub-command to `commands` (an argparse sub-parsers object)."""
+def add_parser(commands: Any) -> None:
     convert = commands.add_parser(
         "convert-official",
         help="convert the released ECHOPulse / ST-MEM weights into an echopulse model directory",
@@ -39,13 +38,15 @@ def add_convert_parser(commands: Any) -> argparse.ArgumentParser:
         help="architecture the weights must fit: 'paper' (default, the released shapes), 'small', or the "
         "path of a config.json",
     )
-    return convert
+    convert.set_defaults(func=run)
 
 
-def run_convert(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """The `convert-official` command; `ModelError` propagates (the CLI prints it as one line)."""
-    from echopulse.generator.checkpoints import PARTS, convert_official, read_config
+    from echopulse.generator.checkpoints import read_config
     from echopulse.generator.config import CONFIGS
+    from echopulse.generator.official import convert_official
+    from echopulse.generator.parts import PARTS
 
     if args.tokenizer is None and args.stage2 is None and args.stmem is None:
         raise ModelError("convert-official: no input; pass at least one of --tokenizer, --stage2, --stmem")

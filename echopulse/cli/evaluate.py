@@ -1,6 +1,6 @@
 """`echopulse eval`: do the clips a model generates follow their ECG? (held-out phantom, measured)
 
-Kept apart from the evaluation package so that building the CLI parser does not import torch.
+Building its parser imports no torch; the evaluation itself lives in `echopulse.evaluation`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ DEFAULT_N = 200
 DEFAULT_SEED = 900_000
 
 
-def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
-    """Add the `eval` sub-command to `commands` (an argparse sub-parsers object)."""
+def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "eval",
         help="evaluate a generator on held-out phantom beats: do its clips follow their ECG?",
@@ -48,10 +47,10 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
         "(default ../shared/data/echopulse beside the source tree)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return parser
+    parser.set_defaults(func=run)
 
 
-def run_eval(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """The `eval` command; `EchopulseError`s propagate (the CLI prints them as one line)."""
     from echopulse.evaluation.heldout import EvalError, check_count
 
@@ -61,26 +60,15 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 1:
         raise EvalError(f"eval: --steps must be a positive integer, got {args.steps!r}")
 
-    import torch
-
-    from echopulse.errors import ModelError
     from echopulse.evaluation.pipeline import evaluate
     from echopulse.evaluation.tokenizer_eval import DEFAULT_REAL_ECHO_DIR
-    from echopulse.generator.echo_generator import BUNDLED_DIR, EchoGenerator
+    from echopulse.generator.device import resolve_device
+    from echopulse.generator.echo_generator import EchoGenerator
 
-    device = str(args.device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EvalError(f"eval: --device {device}: no CUDA device available")
-    try:
-        torch.device("cpu" if device == "auto" else device)
-    except RuntimeError as error:
-        raise EvalError(f"eval: --device {device!r} is not a device ({error})") from error
+    device = resolve_device(args.device)
     generator = EchoGenerator.from_pretrained(args.model, device=device)
-    path = BUNDLED_DIR if args.model in (None, "default", "bundled") else Path(args.model)
-    metadata = model_metadata(path, ModelError)
     report = evaluate(
         generator,
-        metadata,
         args.out,
         n=args.n,
         seed=args.seed,
@@ -96,17 +84,6 @@ def run_eval(args: argparse.Namespace) -> int:
         f"{report['measure_failures']} refused -> {args.out / 'eval.json'}"
     )
     return 0
-
-
-def model_metadata(path: Path, error_type: type[Exception]) -> dict[str, str]:
-    """The safetensors metadata of a model folder (already loaded once, so this only reads the header)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path / "model.safetensors"), framework="pt") as handle:
-            return dict(handle.metadata() or {})
-    except Exception as error:  # the file loaded a moment ago; anything now is a model problem
-        raise error_type(f"{path / 'model.safetensors'}: unreadable metadata ({error})") from error
 
 
 def _f(x: float | None) -> str:

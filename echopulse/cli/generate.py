@@ -1,38 +1,33 @@
 """`echopulse generate`: ECG files in, one synthetic echo clip per beat out.
 
-Kept apart from cli.py so that building the CLI parser imports neither torch nor the generator.
+The steps are the pipeline core's (`echopulse.pipeline`); the files are the `GenerateOutputs` sink's. This
+module only turns options into those calls and says what happened, beat counts and reasons included.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from echopulse.errors import EchopulseError, ModelError
+from echopulse.cli.common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    check_output_folder,
+    for_each_recording,
+    positive_float,
+    positive_int,
+    status,
+    warn,
+)
+from echopulse.errors import EchopulseError, one_line
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from echopulse.generator.echo_generator import EchoGenerator
-
-OFFICIAL_SUFFIXES = {".pt": "stage2", ".bin": "tokenizer", ".pth": "stmem"}
 FORMAT_CHOICES = ("mp4", "gif")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -45,8 +40,7 @@ def _formats(text: str) -> tuple[str, ...]:
     return tuple(n for n in FORMAT_CHOICES if n in names)
 
 
-def add_generate_parser(commands: Any) -> argparse.ArgumentParser:
-    """Add the `generate` sub-command to `commands` (an argparse sub-parsers object)."""
+def add_parser(commands: Any) -> None:
     from echopulse.preprocess.beats import DEFAULT_METHOD, DETECTION_BANDS_HZ
 
     generate = commands.add_parser(
@@ -59,7 +53,8 @@ def add_generate_parser(commands: Any) -> argparse.ArgumentParser:
         "beats), manifest.json (every beat, its seed and files, refused beats with reasons; synthetic: "
         "true) and, with --video, video.mp4 on the ECG's timeline. One input writes into --out, several "
         "into one sub-folder each. Every frame is marked SYNTHETIC unless --no-mark. An input with no "
-        "usable beat is refused with one line and writes nothing; the other inputs still complete.",
+        "usable beat is refused with one line and writes nothing; the other inputs still complete. A re-run "
+        "into the same folder replaces the previous run's files.",
     )
     generate.add_argument("files", type=Path, nargs="+", metavar="FILE", help="ECG files or export.zip")
     generate.add_argument("--out", type=Path, required=True, help="output folder")
@@ -74,7 +69,7 @@ def add_generate_parser(commands: Any) -> argparse.ArgumentParser:
         "files by extension: a stage-2 .pt, optionally with a tokenizer .bin and an ST-MEM .pth (repeat "
         "--model for each); official weights use the compat window layout and no guidance",
     )
-    generate.add_argument("--steps", type=_positive_int, help="sampling steps (default: the model's)")
+    generate.add_argument("--steps", type=positive_int, help="sampling steps (default: the model's)")
     generate.add_argument(
         "--guidance", type=float, help="classifier-free guidance scale (default: the model's)"
     )
@@ -84,12 +79,13 @@ def add_generate_parser(commands: Any) -> argparse.ArgumentParser:
     )
     generate.add_argument(
         "--prime", type=Path, metavar="IMAGE",
-        help="PNG/JPEG used as frame 0 of every clip (with --video: of the first clip only); made grey, "
-        "centre-cropped square and resized to the model's frame size",
+        help="PNG/JPEG echo frame used as frame 0 of every clip (with --video: of the first clip only); made "
+        "grey, centre-cropped square and resized to the model's frame size; a warning when it does not look "
+        "like an echo frame",
     )
     generate.add_argument(
-        "--device", default="auto", choices=("auto", "cpu", "cuda"),
-        help="where the model runs (default auto: CUDA when present)",
+        "--device", default="auto",
+        help="where the model runs (default auto: CUDA when present; cuda:N for another GPU)",
     )
     generate.add_argument(
         "--precision", default="auto", choices=("auto", "bf16", "fp32"),
@@ -97,7 +93,7 @@ def add_generate_parser(commands: Any) -> argparse.ArgumentParser:
         "AMX; about 1.6x faster there), else float32; fp32: the same clips on every CPU",
     )
     generate.add_argument(
-        "--batch-size", type=_positive_int, default=16,
+        "--batch-size", type=positive_int, default=16,
         help="clips per model call (default 16; --video generates one at a time)",
     )
     generate.add_argument(
@@ -105,7 +101,7 @@ def add_generate_parser(commands: Any) -> argparse.ArgumentParser:
         help="per-beat files: mp4,gif (default), mp4, gif or none",
     )
     generate.add_argument(
-        "--scale", type=_positive_int,
+        "--scale", type=positive_int,
         help="enlarge frames this many times, nearest neighbour (default: the least that gives >= 256 px)",
     )
     generate.add_argument("--no-mark", action="store_true", help="leave out the visible SYNTHETIC mark")
@@ -117,122 +113,93 @@ def add_generate_parser(commands: Any) -> argparse.ArgumentParser:
         "frame, so the video is continuous (slower than batched generation)",
     )
     generate.add_argument(
-        "--video-fps", type=_positive_float, default=30.0, help="frame rate of video.mp4 (default 30)"
+        "--video-fps", type=positive_float, default=30.0, help="frame rate of video.mp4 (default 30)"
     )
-    return generate
+    generate.add_argument("--no-progress", action="store_true", help="no progress bars or status lines")
+    generate.set_defaults(func=run)
 
 
-def load_generator(models: list[Path] | None, device: str) -> EchoGenerator:
-    """The bundled model, a model directory, or official files mapped by extension; `ModelError` else."""
-    import torch
-
-    from echopulse.generator.echo_generator import EchoGenerator
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelError("--device cuda: no CUDA device is available here")
-    if not models:
-        return EchoGenerator.from_pretrained(None, device=device)
-    if len(models) == 1 and (models[0].is_dir() or models[0].suffix.lower() not in OFFICIAL_SUFFIXES):
-        return EchoGenerator.from_pretrained(models[0], device=device)
-    parts: dict[str, Path] = {}
-    for path in models:
-        role = OFFICIAL_SUFFIXES.get(path.suffix.lower())
-        if role is None or path.is_dir():
-            raise ModelError(f"{path}: with several --model, each must be an official .pt, .bin or .pth file")
-        if role in parts:
-            raise ModelError(f"{path}: a second {role} file (first {parts[role]})")
-        if not path.is_file():
-            raise ModelError(f"{path}: no such model file")
-        parts[role] = path
-    if "stage2" not in parts:
-        raise ModelError(f"{models[0]}: official weights need the stage-2 .pt file (the masked transformer)")
-    return EchoGenerator.from_official(**parts, device=device)
 
 
 def read_prime(path: Path, size: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """The --prime image as a (size, size) uint8 grey frame, and how the manifest names it."""
+    """The --prime image as a (size, size) uint8 grey frame, and how the manifest names it; a warning when
+    it does not look like an echo frame (it is used all the same: the user may know better)."""
     import numpy as np
     from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from echopulse.echo.frame_check import echo_frame_doubt
 
     try:
         data = path.read_bytes()
     except OSError as error:
         raise EchopulseError(f"{path}: cannot read the --prime image ({error.strerror or error})") from None
     try:
-        import io
-
         with Image.open(io.BytesIO(data)) as image:
             image.load()
+            colour = image.convert("RGB")
             grey = ImageOps.fit(image.convert("L"), (size, size), method=Image.Resampling.BILINEAR)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
-        message = " ".join(str(error).split()) or type(error).__name__
-        raise EchopulseError(f"{path}: not a usable --prime image ({message})") from None
+        raise EchopulseError(f"{path}: not a usable --prime image ({one_line(error)})") from None
+    doubt = echo_frame_doubt(np.asarray(colour))
+    if doubt:
+        warn(f"{path}: --prime does not look like an echo frame ({doubt}); every clip will start from it")
     facts = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "size": size}
     return np.array(grey, dtype=np.uint8), facts  # a writable copy (torch wants one)
 
 
-def run_generate(args: argparse.Namespace) -> int:
-    """The `generate` command. A model or --prime problem is one line and exit 2 before any input is read;
-    a refused input is one line, writes nothing, and the others still complete (exit 2 at the end)."""
+def run(args: argparse.Namespace) -> int:
+    """The `generate` command. A model, --prime or --out problem is one line and exit 2 before any input is
+    read; a refused input is one line, writes nothing, and the others still complete (exit 2 at the end)."""
     from tqdm import tqdm
 
-    from echopulse.cli import (
-        EXIT_OK,
-        EXIT_REFUSED,
-        _fail,
-        _open_input,
-        _output_folders,
-        _unused,
-        recording_folder_name,
+    from echopulse.generator.model_files import load_generator
+    from echopulse.pipeline import (
+        ClipOptions,
+        clip_windows,
+        generate_clips,
+        plan_clips,
+        preprocess_record,
+        refusal_summary,
     )
-    from echopulse.preprocess.offline import preprocess_record
     from echopulse.video.clip_files import default_scale
-    from echopulse.video.generate import GenerateSettings, generate_recording, usable_windows
+    from echopulse.video.generate_outputs import FileSettings, GenerateOutputs, model_facts, sampling_facts
 
-    try:
-        generator = load_generator(args.model, args.device)
-        if getattr(args, "precision", "auto") != "auto":
-            generator.precision = args.precision
-        size = generator.config.tokenizer.image_size
-        prime, prime_facts = read_prime(args.prime, size) if args.prime else (None, None)
-    except EchopulseError as error:
-        _fail(str(error))
-        return EXIT_REFUSED
-    layout = generator.window_layout
-    settings = GenerateSettings(
-        formats=tuple(args.formats), scale=args.scale or default_scale(size), mark=not args.no_mark,
-        video=args.video, video_fps=args.video_fps, steps=args.steps, guidance=args.guidance,
-        seed=args.seed, batch_size=args.batch_size, prime=prime, prime_source=prime_facts,
-    )
-    folders = _output_folders(args.files, args.out)
-    used: set[Path] = set()
-    refused = 0
-    for path in args.files:
-        try:
-            with _open_input(path, args.fs) as recordings:
-                for recording in recordings:
-                    try:
-                        record = recording.read()
-                        result = preprocess_record(
-                            record, method=args.method, layout=layout, progress=record.duration_s > 600
-                        )
-                        total = len(usable_windows(result, recording.label))
-                        base = folders[path]
-                        folder = _unused(base / recording_folder_name(record), used) if recording.in_archive \
-                            else base
-                        with tqdm(total=total, desc=recording.label, unit="beat", leave=False,
-                                  disable=None) as bar:
-                            folder, made, skipped = generate_recording(
-                                record, result, generator, folder, recording.label, settings, bar.update
-                            )
-                    except EchopulseError as error:
-                        _fail(str(error))
-                        refused += 1
-                        continue
-                    extra = " and video.mp4" if settings.video else ""
-                    tqdm.write(f"{recording.label}: {made} clips{extra} ({skipped} beats without a clip) "
-                               f"-> {folder}")
-        except EchopulseError as error:  # the input itself (a missing file, a broken archive)
-            _fail(str(error))
-            refused += 1
+    quiet = args.no_progress
+    check_output_folder(args.out)
+    if not quiet:
+        status("loading the model …")
+    generator = load_generator(args.model, args.device, args.precision)
+    size = generator.config.tokenizer.image_size
+    prime, prime_facts = read_prime(args.prime, size) if args.prime else (None, None)
+    steps, guidance = generator.sampling_settings(args.steps, args.guidance)
+    options = ClipOptions(steps=steps, guidance=guidance, seed=args.seed, batch_size=args.batch_size,
+                          prime=prime, chain=args.video)
+    files = FileSettings(formats=tuple(args.formats), scale=args.scale or default_scale(size),
+                         mark=not args.no_mark, video=args.video, video_fps=args.video_fps)
+    model = model_facts(generator)
+    sampling = sampling_facts(generator, steps, guidance, args.seed, prime_facts)
+
+    def generate_one(recording, record, folder: Path) -> str:
+        if not quiet:
+            status(f"{recording.label}: finding beats …")
+        result = preprocess_record(record, method=args.method, layout=generator.window_layout,
+                                   progress=record.duration_s > 600 and not quiet)
+        todo = clip_windows(result, recording.label)
+        plans = plan_clips(result)
+        shown = None if not quiet else True  # None: a bar on a terminal only
+        bar = tqdm(total=len(todo), desc=recording.label, unit="clip", leave=False, disable=shown)
+        with bar, GenerateOutputs(folder, record, result, plans, recording.label, files, model=model,
+                                  sampling=sampling) as outputs:
+            for clip in generate_clips(generator, todo, options, progress=bar.update):
+                outputs.add(clip)
+            skipped = outputs.skipped
+            outputs.commit()
+        extra = " and video.mp4" if files.video else ""
+        why = ""
+        if skipped:
+            beats = "beat" if len(skipped) == 1 else "beats"
+            why = f" ({len(skipped)} {beats} without a clip: {refusal_summary(list(skipped.values()))})"
+        return f"{recording.label}: {len(outputs.made)} clips{extra}{why} -> {folder}"
+
+    refused = for_each_recording(args.files, args.fs, generate_one, out=args.out)
     return EXIT_REFUSED if refused else EXIT_OK

@@ -26,8 +26,8 @@ DEFAULTS = {
 }
 
 
-def add_train_parser(commands: Any) -> argparse.ArgumentParser:
-    """Add `train` (with `tokenizer` and `generator` sub-commands) to the main CLI's sub-parsers."""
+def add_parser(commands: Any) -> None:
+    """`train` with its `tokenizer`, `ecg` and `generator` stages."""
     train = commands.add_parser(
         "train",
         help="train the video tokenizer, then the ECG-conditioned generator, on phantom shards or clips",
@@ -109,7 +109,7 @@ def add_train_parser(commands: Any) -> argparse.ArgumentParser:
         default=DEFAULTS["generator"].holdout,
         help="samples kept out of training for the sample grids (default 4, at most a fifth)",
     )
-    return train
+    train.set_defaults(func=run)
 
 
 def _common(parser: argparse.ArgumentParser, stage: str, data: bool = True) -> None:
@@ -171,7 +171,7 @@ def _common(parser: argparse.ArgumentParser, stage: str, data: bool = True) -> N
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run `echopulse train ...`; returns 0. Raises EchopulseError (one line) when it cannot."""
     from echopulse.generator.training.common import resolve_config
     from echopulse.generator.training.data import open_dataset, parse_leads

@@ -2,8 +2,12 @@
 
 It owns the three networks and the device. A call batches the windows, encodes them to ECG context,
 samples token ids and decodes them to frames, in bf16 where the hardware does bf16 natively and float32
-elsewhere (`PRECISIONS`). A seed fixes every clip: clip i of a call uses seed `seed + i`, drawn from its own
-generator, so a clip does not change with the batch it happens to share.
+elsewhere (`PRECISIONS`), chosen once at load. A seed fixes every clip: the clip of a window uses seed
+`seed + beat_index` (`seed + i` for the i-th row of a bare array), drawn from its own generator, so a clip
+does not change with the batch it happens to share, nor with which other windows are generated beside it.
+
+One generator may be shared by threads: nothing it holds changes after loading, so concurrent `generate`
+calls give the clips serial ones would (a service can run several batches at once or serialise them).
 
 `official_compatible=True` is the mode that reproduces the official ECHOPulse sampler (checked against
 its trace): windows in the `compat` layout, ST-MEM pooled on lead II, and no guidance (the official weights
@@ -23,12 +27,14 @@ import torch
 from torch import Tensor
 
 from echopulse.errors import ModelError
-from echopulse.generator.checkpoints import build_parts, load_checkpoint, load_official
+from echopulse.generator.checkpoints import load_checkpoint
 from echopulse.generator.clip import EchoClip, Provenance
 from echopulse.generator.config import GeneratorConfig
+from echopulse.generator.device import resolve_device
+from echopulse.generator.official import load_official
+from echopulse.generator.parts import build_parts
 from echopulse.generator.sampling import sample_ids
 from echopulse.generator.stmem import WINDOW_SLOTS
-from echopulse.generator.transformer import MaskedTokenTransformer
 from echopulse.preprocess.windows import STMEMWindow
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "weights" / "default"
@@ -41,16 +47,18 @@ about 1.6× faster for the bundled model; the ECG encoder and the tokenizer stay
 every clip on a given machine, but fp32 and bf16 clips differ slightly, as they do on a GPU: `fp32` gives
 the same clips on every CPU. `echopulse eval` scores the bundled model the same in both."""
 DEFAULT_RR_S = 1.0
-"""RR used for a clip whose window has no RR (the record's first beat): a 60-bpm cycle."""
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+"""RR of a clip made from a bare array, which carries no beat times: a 60-bpm cycle."""
 
 
 class EchoGenerator:
+    """The three networks on one device at one precision, ready to turn ST-MEM windows into clips.
+
+    `metadata` is what the checkpoint says of itself (model id, recipe, training data; empty for official
+    files). The precision is fixed at construction: `with_precision` gives another generator on the same
+    weights. The bf16 sampling copy is taken then too, so later in-place changes of the transformer's
+    weights (a training step) need a new generator to be seen.
+    """
+
     def __init__(
         self,
         config: GeneratorConfig,
@@ -60,26 +68,55 @@ class EchoGenerator:
         device: str | torch.device | None = None,
         official_compatible: bool = False,
         precision: str = "auto",
+        metadata: dict[str, str] | None = None,
     ) -> None:
         self.config = config
         self.model_id = model_id
-        self.device = pick_device(device)
+        self.metadata = dict(metadata or {})
+        self.device = resolve_device(device)
         self.official_compatible = official_compatible
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if precision == "auto":
-            fast = self.device.type == "cuda" or (cpu_has_bf16() and not official_compatible)
-            precision = "bf16" if fast else "fp32"
-        self.precision = precision
+        self._precision = resolve_precision(precision, self.device, official_compatible)
         self.stmem = parts["stmem"].to(self.device).eval()
         self.tokenizer = parts["tokenizer"].to(self.device).eval()
         self.transformer = parts["transformer"].to(self.device).eval()
-        self._bf16_transformer: tuple[tuple, MaskedTokenTransformer] | None = None
+        self._sampler = self.transformer
+        if self._precision == "bf16":
+            # A copy rather than autocast, which on the CPU spends a tenth of each pass casting weights and
+            # activations back and forth.
+            self._sampler = deepcopy(self.transformer).to(torch.bfloat16).eval()
+
+    @property
+    def precision(self) -> str:
+        """"bf16" or "fp32", as chosen at load (see `PRECISIONS`)."""
+        return self._precision
+
+    def with_precision(self, precision: str) -> EchoGenerator:
+        """A generator on the same weights and device at another precision (e.g. a float32 baseline)."""
+        parts = {"stmem": self.stmem, "tokenizer": self.tokenizer, "transformer": self.transformer}
+        return EchoGenerator(
+            self.config, parts, model_id=self.model_id, device=self.device,
+            official_compatible=self.official_compatible, precision=precision, metadata=self.metadata,
+        )
+
+    def sampling_settings(self, steps: int | None = None, guidance: float | None = None) -> tuple[int, float]:
+        """(steps, guidance) a call will use: the model's own where None is given. Official-compatible
+        models always sample without guidance (a null context means nothing to them); guidance 0 is a real
+        value (the unconditional model), not "the default"."""
+        steps = self.config.sampling.steps if steps is None else int(steps)
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        if self.official_compatible:
+            return steps, 1.0
+        return steps, float(self.config.sampling.guidance if guidance is None else guidance)
 
     # ---- loading -------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(
-        cls, path_or_name: str | Path | None = None, *, device: str | torch.device | None = None
+        cls,
+        path_or_name: str | Path | None = None,
+        *,
+        device: str | torch.device | None = None,
+        precision: str = "auto",
     ) -> EchoGenerator:
         """Load the bundled default model (no argument, or "default") or one of our checkpoint directories."""
         if path_or_name is None or str(path_or_name) in ("default", "bundled"):
@@ -92,7 +129,8 @@ class EchoGenerator:
         model_id = checkpoint.metadata.get("model_id", model_id)
         official = checkpoint.metadata.get("official_compatible") == "1"
         parts = checkpoint.build()
-        return cls(checkpoint.config, parts, model_id=model_id, device=device, official_compatible=official)
+        return cls(checkpoint.config, parts, model_id=model_id, device=device, official_compatible=official,
+                   precision=precision, metadata=checkpoint.metadata)
 
     @classmethod
     def from_official(
@@ -103,13 +141,14 @@ class EchoGenerator:
         stmem: str | Path | None = None,
         config: GeneratorConfig | None = None,
         device: str | torch.device | None = None,
+        precision: str = "auto",
     ) -> EchoGenerator:
         """Load the released ECHOPulse / ST-MEM files (through the key map) in official-compatible mode."""
         config, state = load_official(tokenizer=tokenizer, stage2=stage2, stmem=stmem, config=config)
         parts = build_parts(config, state, device="cpu")
         names = [Path(p).name for p in (tokenizer, stage2, stmem) if p is not None]
         return cls(config, parts, model_id="official:" + "+".join(names), device=device,
-                   official_compatible=True)
+                   official_compatible=True, precision=precision)
 
     @property
     def window_layout(self) -> str:
@@ -122,20 +161,6 @@ class EchoGenerator:
         if self.precision == "bf16" and self.device.type == "cuda":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
-
-    def _sampling_transformer(self) -> MaskedTokenTransformer:
-        """The transformer the sampler runs: in bf16, a bf16 copy of it, remade whenever the transformer
-        or any of its weights changes.
-
-        A copy rather than autocast, which on the CPU spends a tenth of each pass casting weights and
-        activations back and forth."""
-        if self.precision != "bf16":
-            return self.transformer
-        key = (id(self.transformer), tuple(p._version for p in self.transformer.parameters()))
-        if self._bf16_transformer is None or self._bf16_transformer[0] != key:
-            copy = deepcopy(self.transformer).to(torch.bfloat16).eval()
-            self._bf16_transformer = (key, copy)
-        return self._bf16_transformer[1]
 
     def _ecg_batch(self, windows: Sequence[STMEMWindow] | np.ndarray | Tensor) -> Tensor:
         if isinstance(windows, Tensor | np.ndarray):
@@ -186,13 +211,12 @@ class EchoGenerator:
         noise: bool = True,
     ) -> Tensor:
         """Float video (b, c, f, H, W) as the tokenizer decodes it (unclamped), for one batch of windows."""
-        steps = steps or self.config.sampling.steps
-        guidance = 1.0 if self.official_compatible else (guidance or self.config.sampling.guidance)
+        steps, guidance = self.sampling_settings(steps, guidance)
         generators = None
         if seeds is not None:
             generators = [torch.Generator(self.device).manual_seed(int(s)) for s in seeds]
         t, h, w = self.config.tokenizer.grid
-        transformer = self._sampling_transformer()
+        transformer = self._sampler
         with self._autocast():
             context = self.stmem.context(ecg.to(self.device))
             prefix = None
@@ -220,25 +244,31 @@ class EchoGenerator:
         batch_size: int = 16,
         noise: bool = True,
     ) -> list[EchoClip]:
-        """One clip per window, in order. `prime_frame` (H, W) or one per window fixes frame 0."""
+        """One clip per window, in order. `prime_frame` (H, W), or one per window, fixes frame 0.
+
+        The clip of a window is drawn with seed `seed + window.beat_index` (`seed + i` for row i of an
+        array), so splitting windows into calls or batches any way gives the same clips."""
         seed = secrets.randbits(31) if seed is None else int(seed)
-        steps = steps or self.config.sampling.steps
-        guidance = 1.0 if self.official_compatible else (guidance or self.config.sampling.guidance)
+        steps, guidance = self.sampling_settings(steps, guidance)
         ecg = self._ecg_batch(windows)
         meta = list(windows) if not isinstance(windows, Tensor | np.ndarray) else [None] * len(ecg)
+        no_rr = [w.beat_index for w in meta if w is not None and not w.rr_s]
+        if no_rr:  # its clip would have no length and no frame rate: `pipeline.plan_clips` says why not
+            raise ValueError(f"beat {no_rr[0]} has no RR interval (no accepted beat before it): no cycle to "
+                             "show; pick windows with echopulse.pipeline.clip_windows")
+        seeds = [seed + (i if w is None else w.beat_index) for i, w in enumerate(meta)]
         prime = None if prime_frame is None else self._prime_video(prime_frame, len(ecg))
         clips: list[EchoClip] = []
         for start in range(0, len(ecg), batch_size):
             stop = min(start + batch_size, len(ecg))
             video = self.generate_video(
                 ecg[start:stop], prime=None if prime is None else prime[start:stop], steps=steps,
-                guidance=guidance, seeds=range(seed + start, seed + stop), noise=noise,
+                guidance=guidance, seeds=seeds[start:stop], noise=noise,
             )
-            frames = to_uint8_frames(video)
-            for i, clip_frames in enumerate(frames):
+            for i, clip_frames in enumerate(to_uint8_frames(video)):
                 index = start + i
                 primed = prime is not None
-                clips.append(self._clip(clip_frames, meta[index], seed + index, steps, guidance, primed))
+                clips.append(self._clip(clip_frames, meta[index], seeds[index], steps, guidance, primed))
         return clips
 
     def _clip(
@@ -250,7 +280,7 @@ class EchoGenerator:
         guidance: float,
         primed: bool,
     ) -> EchoClip:
-        rr = window.rr_s if window is not None and window.rr_s else DEFAULT_RR_S
+        rr = window.rr_s if window is not None else DEFAULT_RR_S
         provenance = Provenance(
             model_id=self.model_id, config_hash=self.config.hash, seed=seed, steps=steps,
             guidance=float(guidance), primed=primed, device=self.device.type, precision=self.precision,
@@ -261,6 +291,16 @@ class EchoGenerator:
             end_s=None if window is None else float(window.end_s),
             beat_index=None if window is None else window.beat_index, provenance=provenance,
         )
+
+
+def resolve_precision(precision: str, device: torch.device, official_compatible: bool) -> str:
+    """"bf16" or "fp32" for a `PRECISIONS` name on `device`; `ModelError` for anything else."""
+    if precision not in PRECISIONS:
+        raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    fast = device.type == "cuda" or (cpu_has_bf16() and not official_compatible)
+    return "bf16" if fast else "fp32"
 
 
 def cpu_has_bf16() -> bool:

@@ -25,7 +25,7 @@ from PIL import Image
 from scipy import ndimage
 
 from echopulse.ecg import ECGRecord
-from echopulse.errors import IngestError
+from echopulse.errors import IngestError, one_line
 from echopulse.ingest.paper_grid import (
     DARK_MAX_LUMA,
     MM_PER_INCH,
@@ -179,11 +179,11 @@ def _load_rgb(path: Path) -> tuple[np.ndarray, float | None]:
                 image.load()
                 return _pillow_to_rgb(image), dpi
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise IngestError(path, f"image too large to decode safely: {_one_line(error)}") from error
+            raise IngestError(path, f"image too large to decode safely: {one_line(error)}") from error
         except Image.UnidentifiedImageError as error:
             raise IngestError(path, "not a decodable image (corrupt, or not a PNG or JPEG)") from error
         except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as error:
-            raise IngestError(path, f"truncated or corrupt image: {_one_line(error)}") from error
+            raise IngestError(path, f"truncated or corrupt image: {one_line(error)}") from error
 
 
 def _check_size(source: str | Path, width: int, height: int) -> None:
@@ -233,10 +233,6 @@ def _as_rgb(array: np.ndarray, source: str | Path) -> np.ndarray:
         alpha = pixels[:, :, 3:4].astype(np.float32) / 255.0
         pixels = (pixels[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
     return pixels
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _refuse_blank(source: str | Path, image: np.ndarray) -> None:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from echopulse.ecg import STMEM_LEADS
+from echopulse.ecg import STMEM_LEADS, WINDOW_SAMPLES
 
 ECHOPULSE_TILES = 16
 ECHOPULSE_LEAD_SLOT = STMEM_LEADS.index("II")
-WINDOW_SAMPLES = 2250
 
 
 def echopulse_ecg_input(cycle: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from echopulse.ecg import STMEM_LEADS, lead_slot
+from echopulse.ecg import STMEM_LEADS, WINDOW_SAMPLES, lead_slot
 from echopulse.preprocess.bandpass import bandpass
 from echopulse.preprocess.beats import Beat
 from echopulse.preprocess.compat import ECHOPULSE_LEAD_SLOT, echopulse_ecg_input
@@ -22,7 +22,7 @@ from echopulse.preprocess.quality import QUALITY_THRESHOLD
 from echopulse.preprocess.resample import STMEM_FS, rational_ratio, resample
 
 WINDOW_S = 9.0
-WINDOW_SAMPLES = 2250
+"""ST-MEM's input span: `WINDOW_SAMPLES` (2250, from compat.py, which this module builds on) at 250 Hz."""
 MARGIN_S = 1.0
 """Raw signal taken beyond each end of a window. Also the most a window waits after its R-peak, so it
 must not exceed the beat detector's guard (1 s), which keeps windows available when beats commit."""

@@ -1,31 +1,25 @@
-"""One recording to synthetic echo files: clips for its usable beats, written all or nothing.
+"""What `echopulse generate` writes for one recording, written all or nothing.
 
-A beat is usable when its window was accepted and it has an RR (an accepted beat before it). The clip
-of beat b is drawn with seed `seed + b`, whatever else is generated in the same run: batches are runs
-of consecutive beats, and `EchoGenerator.generate` gives clip i of a call seed `seed + i`.
-
-Without a long video, clips are generated in batches. With one (`video=True`) they are generated one
-after another in beat order, each primed with the previous clip's last frame, so the video runs on
-without a jump at each R-peak; the `prime` image, if any, primes the first clip only.
+Per beat `beat_NNNN.mp4/.gif`, then `contact_sheet.png`, `manifest.json` and, for a chained run,
+`video.mp4`. Clips arrive one by one from `echopulse.pipeline.generate_clips`; files go into a staging
+folder beside the target and move in only when the recording is complete, so a failure or Ctrl-C leaves
+nothing half-written. Moving in replaces what an earlier `generate` wrote into the same folder (its
+manifest names its files), so a re-run never leaves the old run's clips beside the new ones.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from echopulse.errors import PreprocessError
-from echopulse.preprocess.windows import STMEMWindow
 from echopulse.video.clip_files import write_clip_files
-from echopulse.video.manifest import beat_entry, manifest_document, skip_reason
+from echopulse.video.manifest import beat_entry, manifest_document
 from echopulse.video.sheet import contact_sheet, pick_sheet_beats
 from echopulse.video.timeline import TimelineVideo
 
@@ -33,52 +27,27 @@ if TYPE_CHECKING:
     from echopulse.ecg import ECGRecord
     from echopulse.generator.clip import EchoClip
     from echopulse.generator.echo_generator import EchoGenerator
+    from echopulse.pipeline import BeatPlan
     from echopulse.preprocess.offline import Preprocessed
+
+GENERATE_FILES = re.compile(r"beat_\d{4,}\.(mp4|gif)|contact_sheet\.png|manifest\.json|video\.mp4")
+"""Names `generate` writes; what a re-run into the same folder replaces."""
 
 
 @dataclass(frozen=True)
-class GenerateSettings:
+class FileSettings:
+    """How clips become files: which formats, enlarged how much, marked SYNTHETIC or not, and the
+    whole-recording video (`video`, at `video_fps`)."""
+
     formats: tuple[str, ...] = ("mp4", "gif")
     scale: int = 4
     mark: bool = True
     video: bool = False
     video_fps: float = 30.0
-    steps: int | None = None
-    guidance: float | None = None
-    seed: int = 0
-    batch_size: int = 16
-    prime: np.ndarray | None = None
-    prime_source: dict[str, Any] | None = None
 
 
-def usable_windows(result: Preprocessed, source: str) -> list[STMEMWindow]:
-    """The windows that get a clip; `PreprocessError` (one line, the reasons counted) when there is none."""
-    usable = [w for w in result.windows if skip_reason(w) is None]
-    if usable:
-        return usable
-    n = len(result.windows)
-    if n == 0:
-        raise PreprocessError(f"{source}: no usable beat (0 beats found)")
-    reasons = Counter(skip_reason(w) for w in result.windows)
-    listed = [f"{reason} ×{count}" if count > 1 else str(reason) for reason, count in reasons.most_common(4)]
-    more = ", …" if len(reasons) > 4 else ""
-    listing = ", ".join(listed) + more
-    raise PreprocessError(f"{source}: no usable beat ({n} beats found, all refused: {listing})")
-
-
-def _runs(windows: Sequence[STMEMWindow], size: int) -> Iterator[list[STMEMWindow]]:
-    """Batches of at most `size` windows of consecutive beat indices (so seeds follow beat indices)."""
-    batch: list[STMEMWindow] = []
-    for window in windows:
-        if batch and (len(batch) == size or window.beat_index != batch[-1].beat_index + 1):
-            yield batch
-            batch = []
-        batch.append(window)
-    if batch:
-        yield batch
-
-
-def _model_facts(generator: EchoGenerator) -> dict[str, Any]:
+def model_facts(generator: EchoGenerator) -> dict[str, Any]:
+    """What the manifest says of the model: enough to find and reload it, nothing about this machine."""
     config = generator.config
     return {
         "id": generator.model_id,
@@ -90,119 +59,145 @@ def _model_facts(generator: EchoGenerator) -> dict[str, Any]:
     }
 
 
-def generate_recording(
-    record: ECGRecord,
-    result: Preprocessed,
-    generator: EchoGenerator,
-    folder: Path,
-    source: str,
-    settings: GenerateSettings,
-    progress: Callable[[int], Any] | None = None,
-) -> tuple[Path, int, int]:
-    """Generate and write everything for one recording into `folder`; (folder, clips, beats without clip).
+class GenerateOutputs:
+    """The files of one recording: `add` each clip as it is made, then `commit` (or `abort`).
 
-    Raises `PreprocessError` before writing anything when no beat is usable. Files are written into a
-    staging folder beside `folder` and moved in at the end, so a failure leaves nothing behind.
+    Usable as a context manager: leaving the block by an exception aborts, leaving nothing behind.
     """
-    todo = usable_windows(result, source)
-    s = settings
-    steps = s.steps or generator.config.sampling.steps
-    guidance = 1.0 if generator.official_compatible else (s.guidance or generator.config.sampling.guidance)
-    row = record.leads.index(result.detection_lead)
-    signal = record.signal[row]
-    sheet_beats = set(pick_sheet_beats([w.beat_index for w in todo]))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".generate-", dir=folder.parent))
-    timeline = None
-    try:
-        if s.video:
-            timeline = TimelineVideo(
-                staging / "video.mp4", signal, record.fs, record.duration_s, result.beats,
-                fps=s.video_fps, image_size=generator.config.tokenizer.image_size, scale=s.scale, mark=s.mark,
+
+    def __init__(
+        self,
+        folder: Path,
+        record: ECGRecord,
+        result: Preprocessed,
+        plans: Sequence[BeatPlan],
+        source: str,
+        files: FileSettings,
+        *,
+        model: dict[str, Any],
+        sampling: dict[str, Any],
+    ) -> None:
+        self.folder = folder
+        self.record = record
+        self.result = result
+        self.plans = list(plans)
+        self.source = source
+        self.files = files
+        self.model = model
+        self.sampling = sampling
+        self.made: dict[int, tuple[EchoClip, dict[str, str]]] = {}
+        self._sheet_beats = set(pick_sheet_beats([p.beat.index for p in self.plans if p.gets_clip]))
+        self._shown: list[EchoClip] = []
+        self._signal = record.signal[record.leads.index(result.detection_lead)]
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        self.staging = Path(tempfile.mkdtemp(prefix=".generate-", dir=folder.parent))
+        self.timeline: TimelineVideo | None = None
+        if files.video:
+            self.timeline = TimelineVideo(
+                self.staging / "video.mp4", self._signal, record.fs, record.duration_s, result.beats,
+                fps=files.video_fps, image_size=model["image_size"], scale=files.scale, mark=files.mark,
                 title=f"synthetic echo of {source}",
+                skipped={p.beat.index: str(p.reason) for p in self.plans if not p.gets_clip},
             )
-        made: dict[int, tuple[EchoClip, dict[str, str]]] = {}
-        shown: list[EchoClip] = []
-        previous: EchoClip | None = None
-        batches = ([w] for w in todo) if s.video else _runs(todo, s.batch_size)
-        for batch in batches:
-            prime = s.prime
-            if s.video and previous is not None:
-                prime = previous.frames[-1]
-            clips = generator.generate(
-                batch, prime_frame=prime, steps=steps, guidance=guidance, seed=s.seed + batch[0].beat_index,
-                batch_size=len(batch),
-            )
-            for clip in clips:
-                files = write_clip_files(clip, staging, s.formats, s.scale, s.mark)
-                made[clip.beat_index] = (clip, files)
-                if clip.beat_index in sheet_beats:
-                    shown.append(clip)
-                if timeline is not None:
-                    timeline.add(clip)
-                previous = clip
-            if progress is not None:
-                progress(len(clips))
-        files_top: dict[str, Any] = {"manifest": "manifest.json", "contact_sheet": "contact_sheet.png"}
-        video_facts = None
-        if timeline is not None:
-            timeline.close()
-            files_top["video"] = "video.mp4"
-            video_facts = {
-                "file": "video.mp4", "fps": timeline.fps, "frames": timeline.n_frames,
-                "duration_s": timeline.n_frames / timeline.fps, "width": timeline.width,
-                "height": timeline.height, "resampling": "nearest earlier clip frame",
-                "gaps": "a dark 'no clip' card saying why", "primed_with_previous_clip": True,
-            }
-        model = _model_facts(generator)
+
+    def __enter__(self) -> GenerateOutputs:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            self.abort()
+
+    @property
+    def skipped(self) -> dict[int, str]:
+        """Beat index → why it has no clip, for every beat without one."""
+        return {p.beat.index: str(p.reason) for p in self.plans if p.beat.index not in self.made}
+
+    def add(self, clip: EchoClip) -> None:
+        files = write_clip_files(clip, self.staging, self.files.formats, self.files.scale, self.files.mark)
+        assert clip.beat_index is not None  # clips of a recording always come from its windows
+        self.made[clip.beat_index] = (clip, files)
+        if clip.beat_index in self._sheet_beats:
+            self._shown.append(clip)
+        if self.timeline is not None:
+            self.timeline.add(clip)
+
+    def commit(self) -> Path:
+        """Write the sheet and the manifest, then move everything into the folder; returns the folder."""
+        top: dict[str, Any] = {"manifest": "manifest.json", "contact_sheet": "contact_sheet.png"}
+        video = None
+        if self.timeline is not None:
+            self.timeline.close()
+            top["video"] = "video.mp4"
+            video = self._video_facts(self.timeline)
+        steps, seed = self.sampling["steps"], self.sampling["seed"]
+        model, made, beats = self.model, len(self.made), len(self.result.beats)
         title = (
-            f"SYNTHETIC echo · {source} · model {model['id']} ({model['config_hash']}) · steps {steps} · "
-            f"seed {s.seed} · {len(made)} clips of {len(result.beats)} beats (refused beats shaded red)"
+            f"SYNTHETIC echo · {self.source} · model {model['id']} ({model['config_hash']}) · "
+            f"steps {steps} · seed {seed} · {made} clips of {beats} beats (refused beats shaded red)"
         )
-        contact_sheet(staging / "contact_sheet.png", signal, record.fs, result.beats, shown, title=title,
-                      mark=s.mark)
-        windows = {w.beat_index: w for w in result.windows}
-        entries = []
-        for beat in result.beats:
-            clip, files = made.get(beat.index, (None, {}))
-            entries.append(beat_entry(beat, windows.get(beat.index), clip, files))
+        contact_sheet(self.staging / "contact_sheet.png", self._signal, self.record.fs, self.result.beats,
+                      self._shown, title=title, mark=self.files.mark, skipped=self.skipped)
         document = manifest_document(
-            source=source,
-            record_facts={
-                "source_format": record.source_format,
-                "fs": record.fs,
-                "leads": list(record.leads),
-                "detection_lead": result.detection_lead,
-                "duration_s": record.duration_s,
-                "hr_bpm": result.hr_bpm,
-                "method": result.method,
-                "layout": result.layout,
-            },
-            model=model,
-            settings={
-                "steps": steps,
-                "guidance": float(guidance),
-                "seed": s.seed,
-                "seeds": "beat b uses seed + b",
-                "device": generator.device.type,
-                "precision": getattr(generator, "precision", "fp32"),
-                "prime": s.prime_source,
-                "formats": list(s.formats),
-                "scale": s.scale,
-                "mark": s.mark,
-                "video": video_facts,
-            },
-            entries=entries,
-            files=files_top,
+            source=self.source, record_facts=self._record_facts(), model=model,
+            settings={**self.sampling, "formats": list(self.files.formats), "scale": self.files.scale,
+                      "mark": self.files.mark, "video": video},
+            entries=[beat_entry(p, *self.made.get(p.beat.index, (None, {}))) for p in self.plans],
+            files=top,
         )
-        (staging / "manifest.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-        folder.mkdir(parents=True, exist_ok=True)
-        for item in sorted(staging.iterdir()):
-            item.replace(folder / item.name)
-    except BaseException:
-        if timeline is not None:
-            timeline.abort()
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder, len(made), len(result.beats) - len(made)
+        (self.staging / "manifest.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        remove_previous_outputs(self.folder)
+        for item in sorted(self.staging.iterdir()):
+            item.replace(self.folder / item.name)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return self.folder
+
+    def abort(self) -> None:
+        if self.timeline is not None:
+            self.timeline.abort()
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def _record_facts(self) -> dict[str, Any]:
+        record, result = self.record, self.result
+        return {
+            "source_format": record.source_format,
+            "fs": record.fs,
+            "leads": list(record.leads),
+            "detection_lead": result.detection_lead,
+            "duration_s": record.duration_s,
+            "hr_bpm": result.hr_bpm,
+            "method": result.method,
+            "layout": result.layout,
+        }
+
+    @staticmethod
+    def _video_facts(timeline: TimelineVideo) -> dict[str, Any]:
+        return {
+            "file": "video.mp4", "fps": timeline.fps, "frames": timeline.n_frames,
+            "duration_s": timeline.n_frames / timeline.fps, "width": timeline.width,
+            "height": timeline.height, "resampling": "nearest earlier clip frame",
+            "gaps": "a dark 'no clip' card saying why", "primed_with_previous_clip": True,
+        }
+
+
+def remove_previous_outputs(folder: Path) -> None:
+    """Delete what an earlier `generate` wrote into `folder` (its known file names); nothing else."""
+    for item in folder.iterdir():
+        if item.is_file() and GENERATE_FILES.fullmatch(item.name):
+            item.unlink()
+
+
+def sampling_facts(
+    generator: EchoGenerator, steps: int, guidance: float, seed: int, prime: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The manifest's account of how the clips were drawn."""
+    return {
+        "steps": steps,
+        "guidance": float(guidance),
+        "seed": seed,
+        "seeds": "beat b uses seed + b",
+        "device": generator.device.type,
+        "precision": generator.precision,
+        "prime": prime,
+    }
+

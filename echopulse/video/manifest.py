@@ -11,26 +11,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from echopulse.generator.clip import EchoClip
-from echopulse.preprocess.beats import Beat
-from echopulse.preprocess.windows import STMEMWindow
+from echopulse.pipeline import BeatPlan
 from echopulse.version import __version__
 
 MANIFEST_SCHEMA_VERSION = 1
-NO_RR_REASON = "no RR interval (no accepted beat before it)"
 
 
-def skip_reason(window: STMEMWindow) -> str | None:
-    """Why a beat gets no clip (its window was refused, or it has no RR), or None when it gets one."""
-    if not window.accepted:
-        return window.reason or "refused"
-    if not window.rr_s:
-        return NO_RR_REASON
-    return None
-
-
-def beat_entry(
-    beat: Beat, window: STMEMWindow | None, clip: EchoClip | None, files: Mapping[str, str]
-) -> dict[str, Any]:
+def beat_entry(plan: BeatPlan, clip: EchoClip | None, files: Mapping[str, str]) -> dict[str, Any]:
+    beat, window = plan.beat, plan.window
     entry: dict[str, Any] = {
         "index": beat.index,
         "r_peak_s": beat.r_peak_s,
@@ -53,7 +41,7 @@ def beat_entry(
             files=dict(files),
         )
     else:
-        entry["skipped"] = NO_RR_REASON if window is None else skip_reason(window)
+        entry["skipped"] = plan.reason
         entry["files"] = {}
     return entry
 
