@@ -62,6 +62,21 @@ def positive_float(text: str) -> float:
     return value
 
 
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    """FILE… --out --fs --method: what every command over ECG inputs takes, worded once."""
+    from echopulse.preprocess.beats import DEFAULT_METHOD, DETECTION_BANDS_HZ
+
+    parser.add_argument("files", type=Path, nargs="+", metavar="FILE", help="ECG files or export.zip")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--fs", type=float, help="sample rate in Hz, for files that do not state it")
+    parser.add_argument(
+        "--method",
+        default=DEFAULT_METHOD,
+        choices=sorted(DETECTION_BANDS_HZ),
+        help=f"neurokit2 R-peak detector (default {DEFAULT_METHOD}, the most accurate we measured)",
+    )
+
+
 def check_output_folder(out: Path) -> None:
     """Refuse, before any work, an `--out` that names a file or lies where nothing can be written.
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from echopulse.cli.common import (
     EXIT_OK,
     EXIT_REFUSED,
+    add_input_options,
     check_output_folder,
     for_each_recording,
     positive_float,
@@ -41,7 +42,6 @@ def _formats(text: str) -> tuple[str, ...]:
 
 
 def add_parser(commands: Any) -> None:
-    from echopulse.preprocess.beats import DEFAULT_METHOD, DETECTION_BANDS_HZ
 
     generate = commands.add_parser(
         "generate",
@@ -56,13 +56,7 @@ def add_parser(commands: Any) -> None:
         "usable beat is refused with one line and writes nothing; the other inputs still complete. A re-run "
         "into the same folder replaces the previous run's files.",
     )
-    generate.add_argument("files", type=Path, nargs="+", metavar="FILE", help="ECG files or export.zip")
-    generate.add_argument("--out", type=Path, required=True, help="output folder")
-    generate.add_argument("--fs", type=float, help="sample rate in Hz, for files that do not state it")
-    generate.add_argument(
-        "--method", default=DEFAULT_METHOD, choices=sorted(DETECTION_BANDS_HZ),
-        help=f"neurokit2 R-peak detector (default {DEFAULT_METHOD})",
-    )
+    add_input_options(generate)
     generate.add_argument(
         "--model", type=Path, action="append", metavar="PATH",
         help="model: an echopulse model directory (default: the bundled model), or official ECHOPulse "

@@ -6,11 +6,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from echopulse.cli.common import EXIT_OK, EXIT_REFUSED, check_output_folder, for_each_recording
+from echopulse.cli.common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    add_input_options,
+    check_output_folder,
+    for_each_recording,
+)
 
 
 def add_parser(commands: Any) -> None:
-    from echopulse.preprocess.beats import DEFAULT_METHOD, DETECTION_BANDS_HZ
     from echopulse.preprocess.windows import LAYOUTS
 
     ingest = commands.add_parser(
@@ -24,15 +29,7 @@ def add_parser(commands: Any) -> None:
         "samples (YYYY-MM-DD_HHMMSS_<12 hex>), never by anything about the person. "
         "A refused input writes nothing and the others still complete; a re-run replaces the files.",
     )
-    ingest.add_argument("files", type=Path, nargs="+", metavar="FILE", help="ECG files or export.zip")
-    ingest.add_argument("--out", type=Path, required=True, help="output folder")
-    ingest.add_argument("--fs", type=float, help="sample rate in Hz, for files that do not state it")
-    ingest.add_argument(
-        "--method",
-        default=DEFAULT_METHOD,
-        choices=sorted(DETECTION_BANDS_HZ),
-        help=f"neurokit2 R-peak detector (default {DEFAULT_METHOD}, the most accurate we measured)",
-    )
+    add_input_options(ingest)
     ingest.add_argument(
         "--layout",
         default="stmem",

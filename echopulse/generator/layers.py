@@ -73,10 +73,11 @@ class ContinuousPositionBias(nn.Module):
         if self.training or torch.is_grad_enabled():
             return self.compute(shape, device)
         key = (tuple(shape), str(device), self.to_heads.weight._version, self.to_heads.weight.data_ptr())
-        if key not in self._cache:
-            self._cache.clear()
-            self._cache[key] = self.compute(shape, device)
-        return self._cache[key]
+        bias = self._cache.get(key)
+        if bias is None:
+            bias = self.compute(shape, device)
+            self._cache = {key: bias}  # replaced whole, never cleared in place: threads may share the model
+        return bias
 
 
 class PEG(nn.Module):

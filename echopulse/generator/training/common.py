@@ -14,7 +14,9 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from echopulse.errors import ModelError
 from echopulse.generator.config import CONFIGS, GeneratorConfig
+from echopulse.generator.device import resolve_device as resolve_model_device
 from echopulse.generator.training.data import step_torch_seed
 from echopulse.generator.training.errors import TrainingError
 from echopulse.generator.training.schedule import WarmupCosine
@@ -39,11 +41,11 @@ def resolve_config(spec: str | Path) -> GeneratorConfig:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise TrainingError(f"--device must be cpu or cuda, got {name!r}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError("--device cuda: no CUDA device is available")
-    return torch.device(name)
+    """The generator's one resolver (`auto`, `cpu`, `cuda`, `cuda:N`), its refusals as `TrainingError`."""
+    try:
+        return resolve_model_device(name)
+    except ModelError as error:
+        raise TrainingError(str(error)) from None
 
 
 def autocast(device: torch.device) -> Any:
