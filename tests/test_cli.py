@@ -23,7 +23,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_explains_every_command() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    commands = ("info", "ingest", "generate", "demo", "eval", "phantom", "train", "convert-official")
+    commands = ("info", "ingest", "generate", "demo", "serve", "stream", "eval", "phantom", "train",
+                "convert-official")
     lines = result.stdout.splitlines()
     listed = [line.split()[0] for line in lines if line.startswith("    ") and not line.startswith("     ")]
     assert sorted(listed) == sorted(commands)  # each with its one-line help, and nothing unlisted

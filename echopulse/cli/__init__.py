@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from echopulse.cli import convert, demo, evaluate, generate, info, ingest, phantom, train
+from echopulse.cli import convert, demo, evaluate, generate, info, ingest, phantom, serve, stream, train
 from echopulse.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_REFUSED, fail
 from echopulse.errors import EchopulseError
 from echopulse.version import __version__
 
-COMMANDS = (info, ingest, generate, demo, evaluate, phantom, train, convert)
+COMMANDS = (info, ingest, generate, demo, serve, stream, evaluate, phantom, train, convert)
 """In the order `--help` lists them."""
 
 

@@ -243,11 +243,13 @@ class EchoGenerator:
         *,
         batch_size: int = 16,
         noise: bool = True,
+        seeds: Sequence[int] | None = None,
     ) -> list[EchoClip]:
         """One clip per window, in order. `prime_frame` (H, W), or one per window, fixes frame 0.
 
         The clip of a window is drawn with seed `seed + window.beat_index` (`seed + i` for row i of an
-        array), so splitting windows into calls or batches any way gives the same clips."""
+        array), so splitting windows into calls or batches any way gives the same clips. `seeds` gives each
+        window its own seed instead (a server batching beats of several streams, each with its seed)."""
         seed = secrets.randbits(31) if seed is None else int(seed)
         steps, guidance = self.sampling_settings(steps, guidance)
         ecg = self._ecg_batch(windows)
@@ -256,7 +258,11 @@ class EchoGenerator:
         if no_rr:  # its clip would have no length and no frame rate: `pipeline.plan_clips` says why not
             raise ValueError(f"beat {no_rr[0]} has no RR interval (no accepted beat before it): no cycle to "
                              "show; pick windows with echopulse.pipeline.clip_windows")
-        seeds = [seed + (i if w is None else w.beat_index) for i, w in enumerate(meta)]
+        if seeds is None:
+            seeds = [seed + (i if w is None else w.beat_index) for i, w in enumerate(meta)]
+        elif len(seeds) != len(meta):
+            raise ValueError(f"{len(seeds)} seeds for {len(meta)} windows")
+        seeds = [int(s) for s in seeds]
         prime = None if prime_frame is None else self._prime_video(prime_frame, len(ecg))
         clips: list[EchoClip] = []
         for start in range(0, len(ecg), batch_size):

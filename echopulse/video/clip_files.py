@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -74,7 +74,7 @@ def gif_durations_ms(n: int, fps: float) -> list[int]:
     return [int(max(1.0, d)) * 10 for d in ends - starts]
 
 
-def write_gif(frames: np.ndarray, path: Path, fps: float) -> Path:
+def write_gif(frames: np.ndarray, path: Path | BinaryIO, fps: float) -> Path | BinaryIO:
     from PIL import Image
 
     images = [Image.fromarray(f) for f in frames]
@@ -98,3 +98,24 @@ def write_clip_files(
     if "gif" in formats:
         files["gif"] = write_gif(frames, folder / f"{name}.gif", clip.fps).name
     return files
+
+
+def encode_clip(clip: EchoClip, fmt: str, scale: int, mark: bool) -> bytes:
+    """The clip as one file's bytes, for a socket or a zip: `gif`, `mp4`, or `raw` (the frames' uint8 bytes,
+    frames × height × width, as `view_frames` gives them)."""
+    import io
+    import tempfile
+
+    frames = view_frames(clip, scale, mark)
+    if fmt == "raw":
+        return frames.tobytes()
+    if fmt == "gif":
+        buffer = io.BytesIO()
+        write_gif(frames, buffer, clip.fps)
+        return buffer.getvalue()
+    if fmt == "mp4":  # ffmpeg writes a seekable file (the index goes at the front), not a pipe
+        with tempfile.TemporaryDirectory(prefix="echopulse-mp4-") as folder:
+            path = Path(folder) / "clip.mp4"
+            write_mp4(frames, path, clip.fps, f"synthetic echo, beat {clip.beat_index}")
+            return path.read_bytes()
+    raise ValueError(f"unknown clip format {fmt!r} (gif, mp4 or raw)")
