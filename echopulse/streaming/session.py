@@ -240,9 +240,12 @@ class Session:
             self._detecting = True
             try:
                 out = await self._in_pool(self.live.push, joined)
+                await self._close_beats(out.windows)
+            except Exception as error:  # a bug of ours must not leave `stop` waiting forever
+                await self._error("detector_failed", f"beat detection failed ({type(error).__name__}: "
+                                  f"{one_line(error)}); samples are still acknowledged")
             finally:
                 self._detecting = False
-            await self._close_beats(out.windows)
             if not self._backlog:
                 self._drained.set()
 
