@@ -66,18 +66,6 @@ class StreamSpec:
         if len(set(self.leads)) != len(self.leads):
             raise IngestError(STREAM, f"lead names repeat: {self.leads!r}", "start, leads")
 
-    @classmethod
-    def validated(
-        cls,
-        fs: float,
-        leads: tuple[str, ...] | list[str] | str = ("I",),
-        units: str = "mV",
-        sample_format: str = "f32le",
-    ) -> StreamSpec:
-        """The spec from loosely typed `start` message fields (a list of leads, a single lead name)."""
-        lead_tuple = (leads,) if isinstance(leads, str) else tuple(leads)
-        return cls(fs=fs, leads=lead_tuple, units=units, sample_format=sample_format)
-
     @property
     def frame_bytes(self) -> int:
         """Bytes per frame: one sample of every lead."""
