@@ -249,13 +249,17 @@ def test_the_summary_line_says_why_beats_got_no_clip(model_dir, short_sample, tm
 
 def test_a_rerun_replaces_the_previous_runs_files(model_dir, short_sample, tmp_path) -> None:
     out = tmp_path / "out"
-    assert generate(sample_ecg_path(), "--fs", SAMPLE_ECG_FS, "--out", out, "--model", model_dir,
-                    "--format", "gif") == 0
-    (out / "notes.txt").write_text("mine")  # not ours: stays
+    shorter = tmp_path / "shorter.csv"  # the first 8 s: fewer beats than the first run's 12 s
+    shorter.write_text("\n".join(short_sample.read_text().splitlines()[: int(8 * SAMPLE_ECG_FS)]) + "\n")
     assert generate(short_sample, "--fs", SAMPLE_ECG_FS, "--out", out, "--model", model_dir,
                     "--format", "gif") == 0
+    first = {p.name for p in out.glob("beat_*")}
+    (out / "notes.txt").write_text("mine")  # not ours: stays
+    assert generate(shorter, "--fs", SAMPLE_ECG_FS, "--out", out, "--model", model_dir,
+                    "--format", "gif") == 0
     made = {b["files"]["gif"] for b in manifest(out)["beats"] if b["generated"]}
-    assert {p.name for p in out.glob("beat_*")} == made  # none of the longer first run's beats left
+    assert made < first  # the second run made fewer clips …
+    assert {p.name for p in out.glob("beat_*")} == made  # … and none of the first run's others is left
     assert (out / "notes.txt").read_text() == "mine"
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".generate-")]
 
