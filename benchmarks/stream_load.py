@@ -6,9 +6,10 @@
 
 Prints one JSON object on stdout (progress goes to stderr). The server is a real `echopulse serve`
 subprocess on 127.0.0.1 and a free port, so its memory is measured as a deployment would see it
-(/proc/PID/status VmRSS and VmHWM). Every device is `echopulse.streaming.client.stream_record` replaying a
-loop of one real recording (default: the 70-bpm Apple Watch trace in ../shared/data, else the bundled
-sample), each device rolled to its own phase of the loop so that beats do not all land together.
+(/proc/PID/status VmRSS and VmHWM, summed with its model process). Every device is
+`echopulse.streaming.client.stream_record` replaying a loop of one real recording (default: the 70-bpm
+Apple Watch trace in ../shared/data, else the bundled sample), each device rolled to its own phase of
+the loop so that beats do not all land together.
 
 What a run reports:
 - `latency_s`: over every beat of every device, R-peak sample sent → beat event (the detector's
@@ -16,6 +17,7 @@ What a run reports:
 - `skips`: by reason; `load_skips` counts busy, late and backpressure (quality skips are the signal's:
   the first beat of a stream has no RR interval);
 - `batch_sizes`: the server's `echopulse_batch_size` histogram over the run (scraped before and after);
+  `engine_time`: the mean queue wait of a window and generation time of a batch, from the same scrapes;
 - `server_rss_mib`, `acknowledged` (every sample sent was acknowledged), `clean_ends` (an `end` and close
   1000), `send_lag_max_s` (how far the devices themselves fell behind their schedule).
 
@@ -193,15 +195,23 @@ class Server:
         return self.process is not None and self.process.poll() is None and self.http("/healthz")[0] == 200
 
     def rss_mib(self) -> dict[str, float | None]:
-        """VmRSS and VmHWM (peak) of the server process, MiB, from /proc (None where /proc has none)."""
-        facts: dict[str, float | None] = {"rss": None, "peak": None}
+        """VmRSS and VmHWM (peak) in MiB, from /proc, summed over the server and its children (the engine's
+        model process): what the deployment holds. The peak is the sum of each one's own peak, an upper
+        bound. None where /proc has none."""
+        facts: dict[str, float | None] = {"rss": None, "peak": None, "processes": None}
         if self.process is None:
             return facts
-        with contextlib.suppress(OSError):
-            text = Path(f"/proc/{self.process.pid}/status").read_text()
-            for key, field in (("rss", "VmRSS"), ("peak", "VmHWM")):
-                match = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
-                facts[key] = round(int(match.group(1)) / 1024, 1) if match else None
+        totals = {"rss": 0, "peak": 0}
+        pids = process_tree(self.process.pid)
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                text = Path(f"/proc/{pid}/status").read_text()
+                for key, field in (("rss", "VmRSS"), ("peak", "VmHWM")):
+                    match = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
+                    totals[key] += int(match.group(1)) if match else 0
+        if totals["rss"]:
+            facts = {key: round(value / 1024, 1) for key, value in totals.items()}
+            facts["processes"] = len(pids)
         return facts
 
     def stop(self) -> None:
@@ -213,6 +223,18 @@ class Server:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self.log.unlink(missing_ok=True)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants, from /proc/PID/task/*/children."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo += [int(child) for child in children.read_text().split()]
+    return found
 
 
 @contextlib.contextmanager
@@ -229,6 +251,22 @@ def running(max_batch: int, args: argparse.Namespace) -> Iterator[Server]:
 # ---- the batch-size histogram --------------------------------------------------------------------------
 BUCKET = re.compile(r'^echopulse_batch_size_bucket\{le="([^"]+)"\}\s+(\S+)$', re.M)
 TOTAL = re.compile(r"^echopulse_batch_size_(count|sum)\s+(\S+)$", re.M)
+ENGINE_TIMES = re.compile(r"^echopulse_(queue_wait|generate)_seconds_(count|sum)\s+(\S+)$", re.M)
+
+
+def engine_times(text: str) -> dict[str, float]:
+    """Running totals of the engine's queue-wait and generation histograms, from /metrics."""
+    return {f"{name}_{kind}": float(value) for name, kind, value in ENGINE_TIMES.findall(text)}
+
+
+def engine_means(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
+    """Mean seconds a window queued before its batch started, and a batch's generation, between scrapes."""
+    means: dict[str, float | None] = {}
+    for name in ("queue_wait", "generate"):
+        count = after.get(f"{name}_count", 0.0) - before.get(f"{name}_count", 0.0)
+        total = after.get(f"{name}_sum", 0.0) - before.get(f"{name}_sum", 0.0)
+        means[f"{name}_mean_s"] = round(total / count, 4) if count else None
+    return means
 
 
 def batch_histogram(text: str) -> dict[str, float]:
@@ -277,17 +315,19 @@ def _outcome(task: asyncio.Task) -> Any:
 def measure(server: Server, loop: Loop, devices: int, seconds: float, args: argparse.Namespace) -> dict:
     """One run of `devices` devices for `seconds`, and what it did to the server."""
     log(f"{devices} device(s) for {seconds:g} s (max batch {server.settings['max_batch']})")
-    before = batch_histogram(server.http("/metrics")[1])
+    text_before = server.http("/metrics")[1]
     started = time.monotonic()
     outcomes = asyncio.run(run_devices(server.ws_url, loop, devices, seconds, args.stagger_s))
     wall = time.monotonic() - started
-    after = batch_histogram(server.http("/metrics")[1])
+    text_after = server.http("/metrics")[1]
+    before, after = batch_histogram(text_before), batch_histogram(text_after)
     results = [o for o in outcomes if isinstance(o, StreamResult)]
     failures = Counter(f"{type(o).__name__}: {o}" for o in outcomes if not isinstance(o, StreamResult))
     report = summarize_results(results)
     report.update({
         "devices": devices, "seconds": seconds, **server.settings, "wall_s": round(wall, 1),
         "failed_devices": dict(failures), "batch_sizes": batch_sizes(before, after),
+        "engine_time": engine_means(engine_times(text_before), engine_times(text_after)),
         "server_rss_mib": server.rss_mib(), "server_alive": server.alive(),
     })
     return report
@@ -412,7 +452,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"run these instead of the single run (comma-separated; default all: "
                         f"{','.join(SCENARIOS)})")
     parser.add_argument("--max-batch", type=int, default=8, help="the server's --max-batch (default 8)")
-    parser.add_argument("--max-wait-ms", type=float, default=15.0)
+    parser.add_argument("--max-wait-ms", type=float, default=60.0, help="the server's (default 60, as serve)")
     parser.add_argument("--deadline-ms", type=float, default=2000.0)
     parser.add_argument("--device", default="auto", help="the model's device, server and offline alike")
     parser.add_argument("--ecg", type=Path, help="recording to replay (default: a 70-bpm watch trace)")

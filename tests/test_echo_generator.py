@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -16,10 +18,15 @@ from echopulse.sample import SAMPLE_ECG_FS, sample_ecg_path
 
 
 @pytest.fixture(scope="module")
-def generator(tmp_path_factory) -> EchoGenerator:
+def model_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("model")
     save_random_model(directory, thin_small_config(), {"model_id": "random-test"})
-    return EchoGenerator.from_pretrained(directory, device="cpu")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def generator(model_dir: Path) -> EchoGenerator:
+    return EchoGenerator.from_pretrained(model_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +93,23 @@ def test_two_threads_sharing_a_generator_get_the_clips_of_serial_calls(generator
     for one, other in zip(serial, together, strict=True):
         for a, b in zip(one, other, strict=True):
             np.testing.assert_array_equal(a.frames, b.frames)
+
+
+def test_a_pickled_generator_is_the_same_model_on_the_same_settings(model_dir: Path, windows) -> None:
+    """The service sends its generator to the model's worker process by pickling it: the copy must draw
+    the same clips, at the same precision, with the same identity."""
+    import pickle
+
+    for precision in ("fp32", "bf16"):
+        original = EchoGenerator.from_pretrained(model_dir, device="cpu", precision=precision)
+        copy = pickle.loads(pickle.dumps(original))
+        assert copy is not original and copy.transformer is not original.transformer
+        assert (copy.model_id, copy.precision) == (original.model_id, precision)
+        assert copy.metadata == original.metadata and copy.config == original.config
+        made_clips, remade_clips = original.generate(windows, seed=5), copy.generate(windows, seed=5)
+        for made, remade in zip(made_clips, remade_clips, strict=True):
+            np.testing.assert_array_equal(made.frames, remade.frames)
+            assert made.provenance == remade.provenance
 
 
 def test_a_prime_frame_fixes_the_first_token_frame(generator, windows, monkeypatch) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -356,7 +358,8 @@ def test_a_client_that_vanishes_mid_generation_does_not_stop_the_others(server, 
 
 def test_a_failing_generator_is_an_error_for_its_beats_and_the_service_stays_up(generator, watch,
                                                                                   monkeypatch) -> None:
-    with running_server(generator, ServiceSettings(warm_up=False)) as failing:
+    # The model on a thread of the server, so the test can break its generate method in place.
+    with running_server(generator, ServiceSettings(warm_up=False, engine_process=False)) as failing:
         engine = failing.app.state.engine
 
         def broken(*args, **kwargs):
@@ -372,6 +375,35 @@ def test_a_failing_generator_is_an_error_for_its_beats_and_the_service_stays_up(
         assert "simulated" in errors[0]["message"] and end.clips == 0 and end.skipped == end.beats
         monkeypatch.undo()
         with connect(failing.ws_url, max_size=2**24) as ws:
+            start(ws)
+            send_record(ws, watch.signal[0], watch.fs, 6.0)
+            end, _, _ = finish(ws)
+        assert end.clips >= 1
+
+
+def test_a_killed_model_process_fails_its_batch_and_is_replaced(generator, watch) -> None:
+    """The model's process dies (the kernel's OOM killer, say): the batch that finds it gone fails with an
+    error for its beats, every beat is still answered, and a new process takes over: readiness returns and
+    clips follow."""
+    with running_server(generator, ServiceSettings(max_batch=1)) as crashing:
+        engine = crashing.app.state.engine
+        first_pid = engine.worker_pid
+        assert first_pid is not None
+        os.kill(first_pid, signal.SIGKILL)
+        with connect(crashing.ws_url, max_size=2**24) as ws:
+            start(ws)
+            send_record(ws, watch.signal[0], watch.fs, 8.0)
+            end, messages, _ = finish(ws)
+        errors = [m for m in messages if m["type"] == "error"]
+        assert errors and all(e["code"] == "generation_failed" for e in errors)
+        assert "died" in errors[0]["message"]
+        assert end.beats == end.clips + end.skipped
+        deadline = time.monotonic() + 120
+        while not engine.ready and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert engine.ready and engine.worker_restarts == 1 and engine.worker_pid not in (None, first_pid)
+        assert httpx.get(f"{crashing.http_url}/readyz").status_code == 200
+        with connect(crashing.ws_url, max_size=2**24) as ws:
             start(ws)
             send_record(ws, watch.signal[0], watch.fs, 6.0)
             end, _, _ = finish(ws)

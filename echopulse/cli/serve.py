@@ -27,8 +27,8 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--token", help=f"bearer token clients must send (default: ${TOKEN_ENV}); required "
                        "to listen beyond loopback")
     serve.add_argument("--max-batch", type=positive_int, default=8, help="windows per model call (default 8)")
-    serve.add_argument("--max-wait-ms", type=float, default=15.0,
-                       help="longest a beat waits for its batch to fill (default 15)")
+    serve.add_argument("--max-wait-ms", type=float, default=60.0,
+                       help="longest a beat waits for its batch to fill (default 60)")
     serve.add_argument("--deadline-ms", type=positive_float, default=2000.0,
                        help="a beat's clip must arrive this soon after its beat event, else it is skipped as "
                        "late (default 2000)")

@@ -85,6 +85,17 @@ class EchoGenerator:
             # activations back and forth.
             self._sampler = deepcopy(self.transformer).to(torch.bfloat16).eval()
 
+    def __reduce__(self) -> tuple:
+        """Pickled as its weights (on the CPU) and settings: a worker process, sent one, builds its own copy
+        on the device this one runs on (the service's engine runs its model so)."""
+        parts = {"stmem": self.stmem, "tokenizer": self.tokenizer, "transformer": self.transformer}
+        state = {name: {key: value.detach().cpu() for key, value in module.state_dict().items()}
+                 for name, module in parts.items()}
+        settings = {"model_id": self.model_id, "device": str(self.device),
+                    "official_compatible": self.official_compatible, "precision": self.precision,
+                    "metadata": self.metadata}
+        return (_rebuild_generator, (self.config, state, settings))
+
     @property
     def precision(self) -> str:
         """"bf16" or "fp32", as chosen at load (see `PRECISIONS`)."""
@@ -313,6 +324,12 @@ def cpu_has_bf16() -> bool:
     """Whether this CPU does bf16 arithmetic natively (AVX-512 BF16 or AMX), so bf16 is faster, not slower."""
     capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
     return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
+def _rebuild_generator(
+    config: GeneratorConfig, state: dict[str, dict[str, Tensor]], settings: dict
+) -> EchoGenerator:
+    return EchoGenerator(config, build_parts(config, state), **settings)
 
 
 def to_uint8_frames(video: Tensor) -> np.ndarray:
