@@ -11,10 +11,9 @@ By default the model runs in a worker process of its own (`process=True`), not o
 measured on a 2-core machine, one clip took 0.33 s on a process's main thread but 0.5 s on a second thread
 (PyTorch's OpenMP team of a non-main thread does worse), and 0.8 s once another thread, busy a fifth of
 the time as the event loop is under load, also wanted the interpreter lock between the model's thousands
-of small operations. A worker
-that dies (out of memory, a crash in a kernel) fails its batch and is replaced; the engine is not ready
-again until the new one has made its warm-up clip. `process=False` keeps the model on a thread (tests that
-swap a method of the generator need it there).
+of small operations. A worker that dies (out of memory, a crash in a kernel) fails its batch and is
+replaced; the engine is not ready again until the new one has made a clip. `process=False` keeps the
+model on a thread (tests that swap a method of the generator need it there).
 
 Fairness comes from the sessions: each has at most one request in the engine at a time, so first come,
 first served is also round robin.
@@ -133,7 +132,7 @@ class Engine:
             self.worker_pid = await asyncio.get_running_loop().run_in_executor(
                 self._worker, _warm_up, self._target()
             )
-        except Exception as error:  # not ready, and /readyz says so; the next batch tries again
+        except Exception as error:  # not ready, and /readyz says so, until a batch succeeds
             log.warning("the model's warm-up failed (%s: %s)", type(error).__name__, error)
             return
         self.ready = True
@@ -211,6 +210,7 @@ class Engine:
                         request.future.set_exception(failure)
                 continue
             generate_ms = (time.perf_counter() - started) * 1000.0
+            self.ready = True  # a clip made is as good a proof as the warm-up's
             self._observe(batch, started, generate_ms)
             for request, clip in zip(batch, clips, strict=True):
                 if not request.future.done():
