@@ -19,6 +19,7 @@ from echopulse.generator.clip import EchoClip, Provenance
 from echopulse.plot import beats_figure
 from echopulse.preprocess.beats import Beat
 from echopulse.preprocess.offline import Preprocessed
+from echopulse.video.clip_files import upscale, view_size
 from echopulse.video.sheet import contact_sheet_figure
 from echopulse.video.timeline import ECG_MARGIN_PX, ECG_PANEL_PX, SCALE, TimelineVideo
 
@@ -192,3 +193,12 @@ def test_the_no_clip_card_says_why(tmp_path: Path) -> None:
         assert video.gap_reason(beat[-1].r_peak_s + 0.1) == ("no clip", "after the last beat")
     finally:
         video.abort()
+
+
+@pytest.mark.parametrize("shape", [(11, 64, 64), (11, 63, 65), (2, 1, 1)])
+def test_the_size_a_server_announces_is_the_size_its_clip_files_have(shape: tuple[int, int, int]) -> None:
+    """The service states each clip's height and width without enlarging it twice: what it states must be
+    what `upscale` makes (enlarged, then padded to even sizes for the video codecs)."""
+    frames = np.zeros(shape, np.uint8)
+    for scale in (1, 2, 3):
+        assert view_size(frames, scale) == upscale(frames, scale).shape[1:3]

@@ -43,6 +43,7 @@ from echopulse.streaming.protocol import (
     Skipped,
     Start,
 )
+from echopulse.video.clip_files import view_size
 
 if TYPE_CHECKING:
     from echopulse.preprocess.windows import STMEMWindow
@@ -315,7 +316,7 @@ class Session:
         fmt = start.clip_format
         clip = made.clip
         payload = await self._in_pool(_encode, clip, fmt, self.settings.clip_scale, self.settings.mark)
-        height, width = _view_size(clip, self.settings.clip_scale)
+        height, width = view_size(clip.frames, self.settings.clip_scale)
         message = ClipMessage(beat=beat.index, fps=round(clip.fps, 4), frames=len(clip.frames), height=height,
                               width=width, format=fmt, bytes=len(payload), seed=clip.provenance.seed,
                               queue_ms=round(made.queue_ms, 1), generate_ms=round(made.generate_ms, 1))
@@ -388,13 +389,6 @@ def _encode(clip: Any, fmt: str, scale: int, mark: bool) -> bytes:
     from echopulse.video.clip_files import encode_clip
 
     return encode_clip(clip, fmt, scale, mark)
-
-
-def _view_size(clip: Any, scale: int) -> tuple[int, int]:
-    from echopulse.video.clip_files import upscale
-
-    shape = upscale(clip.frames[:1], scale).shape
-    return int(shape[1]), int(shape[2])
 
 
 def _validation_text(error: ValidationError) -> str:

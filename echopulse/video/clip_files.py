@@ -40,6 +40,13 @@ def upscale(frames: np.ndarray, scale: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+def view_size(frames: np.ndarray, scale: int) -> tuple[int, int]:
+    """(height, width) `upscale` gives these frames, worked out rather than made (a server states it per
+    clip)."""
+    height, width = (n * scale if scale > 1 else n for n in frames.shape[1:3])
+    return height + height % 2, width + width % 2
+
+
 def view_frames(clip: EchoClip, scale: int, mark: bool) -> np.ndarray:
     """The frames as they go into the files: enlarged, then marked (the mark is sized for what is seen)."""
     frames = upscale(clip.frames, scale)
