@@ -12,39 +12,15 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 from PIL import Image
-from random_model import save_random_model
+from random_model import micro_config, save_random_model
 
 from echopulse.cli import main
 from echopulse.cli.generate import add_parser as add_generate_parser
 from echopulse.errors import PreprocessError
-from echopulse.generator.config import (
-    GeneratorConfig,
-    SamplingConfig,
-    STMEMConfig,
-    TokenizerConfig,
-    TransformerConfig,
-)
 from echopulse.generator.echo_generator import cpu_has_bf16
 from echopulse.ingest import read_record
 from echopulse.pipeline import clip_windows
 from echopulse.sample import SAMPLE_ECG_FS, sample_ecg_path
-
-
-def micro_config() -> GeneratorConfig:
-    """32×32×11 clips from one-layer networks: random weights, but every path of the real thing."""
-    return GeneratorConfig(
-        name="micro",
-        stmem=STMEMConfig(width=32, depth=1, mlp_dim=64, heads=2, dim_head=16, pooling="all"),
-        tokenizer=TokenizerConfig(
-            dim=32, codebook_size=64, codebook_dim=8, image_size=32, patch_size=8, spatial_depth=1,
-            temporal_depth=1, dim_head=16, heads=2, channels=1,
-        ),
-        transformer=TransformerConfig(
-            num_tokens=64, max_seq_len=96, dim=32, dim_context=32, depth=1, heads=2, dim_head=16
-        ),
-        sampling=SamplingConfig(steps=2, guidance=1.0),
-    )
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

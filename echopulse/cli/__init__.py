@@ -10,12 +10,24 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from echopulse.cli import convert, demo, evaluate, generate, info, ingest, phantom, serve, stream, train
+from echopulse.cli import (
+    batch,
+    convert,
+    demo,
+    evaluate,
+    generate,
+    info,
+    ingest,
+    phantom,
+    serve,
+    stream,
+    train,
+)
 from echopulse.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_REFUSED, fail
 from echopulse.errors import EchopulseError
 from echopulse.version import __version__
 
-COMMANDS = (info, ingest, generate, demo, serve, stream, evaluate, phantom, train, convert)
+COMMANDS = (info, ingest, generate, demo, batch, serve, stream, evaluate, phantom, train, convert)
 """In the order `--help` lists them."""
 
 
@@ -34,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_beam_options", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.beam_args = extra
     try:
         return args.func(args)
     except EchopulseError as error:

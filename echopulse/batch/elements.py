@@ -1,0 +1,75 @@
+"""What flows between the steps of the batch pipeline: plain dataclasses, pickled by Beam between stages.
+
+A record is known by `key`, the SHA-256 of its rate, leads and samples (`ECGRecord.content_hash`), never by
+a file name or path: names of exported files can hold a person's name. Only `InputFailure` names the input,
+because a user has to find the file that failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from echopulse.ecg import ECGRecord
+from echopulse.preprocess.offline import Preprocessed
+from echopulse.preprocess.windows import STMEMWindow
+
+
+@dataclass(frozen=True)
+class InputFailure:
+    """An input (or one recording inside an archive, or one record's clips) that produced nothing, and why.
+
+    `input` is the matched path; `recording` the member of an archive; `record` the key of a record whose
+    generation failed. `stage` says which step refused it: match, read, preprocess or generate."""
+
+    input: str
+    error: str
+    stage: str = "read"
+    recording: str | None = None
+    record: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        row = {"input": self.input, "stage": self.stage, "error": self.error}
+        if self.recording is not None:
+            row["recording"] = self.recording
+        if self.record is not None:
+            row["record"] = self.record
+        return row
+
+    @property
+    def sort_key(self) -> tuple[str, str, str, str]:
+        return (self.input, self.recording or "", self.record or "", self.error)
+
+
+@dataclass(frozen=True)
+class ReadRecord:
+    """A record read from an input. `origin` (the input and member it came from) decides only which of
+    several identical records is kept, so that the choice does not depend on the order of arrival."""
+
+    key: str
+    record: ECGRecord
+    origin: tuple[str, str]
+
+
+@dataclass
+class RecordBeats:
+    """A record's beats and windows, with the facts its manifest row gives; `inputs` counts the inputs that
+    held these same samples (an ECG exported on its own and inside an export.zip is one record)."""
+
+    key: str
+    record: ECGRecord
+    result: Preprocessed
+    inputs: int = 1
+    seed: int | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    origin: tuple[str, str] = ("", "")
+
+
+@dataclass(frozen=True)
+class ClipRequest:
+    """One window to draw a clip for, with the seed its clip is drawn with."""
+
+    key: str
+    window: STMEMWindow
+    seed: int
+    origin: tuple[str, str] = ("", "")

@@ -1,0 +1,34 @@
+"""The process the local FnApiRunner starts for each worker with `--workers N`: Beam's own SDK harness,
+with its start-up and shutdown chatter (INFO lines, absent cloud clients, gRPC threads ending) kept off the
+user's terminal. Errors still print."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+
+
+def main() -> None:
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.ERROR)
+    logging.getLogger().addHandler(handler)  # before Beam's import, so its basicConfig adds nothing
+    threading.excepthook = quiet_thread_exit
+    from apache_beam.runners.worker import sdk_worker_main
+
+    sdk_worker_main.main(sys.argv)
+
+
+def quiet_thread_exit(args: threading.ExceptHookArgs) -> None:
+    """gRPC reader threads raise when the runner closes their channel (the end of a job, or a failed one
+    the command runs again): an ending, not an error. Anything else is still reported."""
+    name = type(args.exc_value).__name__
+    if name in {"RpcError", "_MultiThreadedRendezvous", "_InactiveRpcError", "Empty"} or "grpc" in repr(
+        type(args.exc_value)
+    ):
+        return
+    sys.__excepthook__(args.exc_type, args.exc_value, args.exc_traceback)
+
+
+if __name__ == "__main__":
+    main()
