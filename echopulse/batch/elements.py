@@ -73,3 +73,16 @@ class ClipRequest:
     window: STMEMWindow
     seed: int
     origin: tuple[str, str] = ("", "")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model, where and how: what `load_generator` takes, plus the sampling settings every clip uses
+    (resolved once by the launcher, so every worker draws with the same ones)."""
+
+    paths: tuple[str, ...] = ()
+    device: str = "auto"
+    precision: str = "auto"
+    steps: int | None = None
+    guidance: float | None = None
+    torch_threads: int | None = None

@@ -9,28 +9,17 @@ runner happens to form.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+from apache_beam.ml.inference.base import (  # heavy: imported for --generate only
+    ModelHandler,
+    PredictionResult,
+)
 
-from echopulse.batch.elements import ClipRequest
+from echopulse.batch.elements import ClipRequest, ModelChoice
 
 if TYPE_CHECKING:
     from echopulse.generator.echo_generator import EchoGenerator
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """Which model, where and how: what `load_generator` takes, plus the sampling settings every clip uses
-    (resolved once by the launcher, so every worker draws with the same ones)."""
-
-    paths: tuple[str, ...] = ()
-    device: str = "auto"
-    precision: str = "auto"
-    steps: int | None = None
-    guidance: float | None = None
-    torch_threads: int | None = None
 
 
 class EchoModelHandler(ModelHandler[ClipRequest, PredictionResult, "EchoGenerator"]):

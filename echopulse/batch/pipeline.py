@@ -14,12 +14,10 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import RunInference
 from apache_beam.pvalue import TaggedOutput
 
 from echopulse.batch import files
-from echopulse.batch.elements import ClipRequest, InputFailure, ReadRecord, RecordBeats
-from echopulse.batch.inference import EchoModelHandler, ModelChoice
+from echopulse.batch.elements import ClipRequest, InputFailure, ModelChoice, ReadRecord, RecordBeats
 from echopulse.batch.inputs import (
     DEFAULT_READ_TIMEOUT_S,
     input_patterns,
@@ -119,7 +117,12 @@ def build_pipeline(pipeline: beam.Pipeline, settings: BatchSettings) -> None:
 
 
 def _clips(records: Any, clip_settings: ClipSettings, output: str) -> tuple[Any, Any]:
-    """RunInference over every window that gets a clip; each clip to an MP4; per record its clip files."""
+    """RunInference over every window that gets a clip; each clip to an MP4; per record its clip files.
+    Beam's ML package is imported here only: it takes 2 s, which a run without clips need not pay."""
+    from apache_beam.ml.inference.base import RunInference
+
+    from echopulse.batch.inference import EchoModelHandler
+
     handler = EchoModelHandler(clip_settings.model, clip_settings.min_batch, clip_settings.max_batch)
     requests = records | "Clip requests" >> beam.FlatMap(_clip_requests)
     inferred, failed = requests | "Generate" >> RunInference(handler).with_exception_handling()

@@ -145,7 +145,7 @@ def options_from_files(paths: list[str]) -> list[str]:
 def batch_settings(args: argparse.Namespace):
     """Options → `BatchSettings`; with --generate the model is loaded here once, to refuse a bad one early
     and to resolve the settings every worker uses."""
-    from echopulse.batch.inference import ModelChoice
+    from echopulse.batch.elements import ModelChoice
     from echopulse.batch.pipeline import BatchSettings, ClipSettings
     from echopulse.batch.run import BatchError
 
