@@ -333,3 +333,13 @@ def test_other_commands_still_refuse_unknown_options(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["info", "ecg.csv", "--runner=DataflowRunner"])
     assert exit_info.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_read_back(archive, tmp_path) -> None:
+    inputs = tmp_path / "archive"
+    shutil.copytree(archive["good"] / "watch", inputs)
+    out = inputs / "out"
+    first = run_batch(BatchSettings(inputs=(str(inputs),), output=str(out)))
+    again = run_batch(BatchSettings(inputs=(str(inputs),), output=str(out)))
+    assert first.counters == again.counters and again.counters["errors"] == 0
+    assert again.counters["inputs"] == 3  # two CSVs and export.zip, not the Parquet or JSONL files

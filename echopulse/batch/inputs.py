@@ -46,14 +46,19 @@ def input_patterns(inputs: Sequence[str]) -> list[str]:
     return patterns
 
 
-def match_pattern(pattern: str) -> Iterator[str | InputFailure]:
-    """The files `pattern` matches, in name order, or one failure saying why there are none."""
+def match_pattern(pattern: str, skip_below: str | None = None) -> Iterator[str | InputFailure]:
+    """The files `pattern` matches, in name order, or one failure saying why there are none. Files below
+    `skip_below` (the run's own output folder, when it lies inside an input folder) are not inputs."""
     try:
         found = FileSystems.match([pattern])[0].metadata_list
     except Exception as error:  # a filesystem's own errors: no such bucket, no credentials, bad scheme
         yield InputFailure(pattern, f"{pattern}: cannot list ({one_line(error)})", stage="match")
         return
-    paths = sorted(m.path for m in found if not _is_folder(m.path))
+    inside = None
+    if skip_below:
+        local = FileSystems.get_scheme(skip_below) is None
+        inside = os.path.join(os.path.abspath(skip_below), "") if local else skip_below.rstrip("/") + "/"
+    paths = sorted(m.path for m in found if not _is_folder(m.path) and not _below(m.path, inside))
     if not paths:
         yield InputFailure(pattern, f"{pattern}: no file matches", stage="match")
     yield from paths
@@ -141,6 +146,14 @@ def _readable(path: str) -> Iterator[Any]:
         return
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
         yield stream
+
+
+def _below(path: str, folder: str | None) -> bool:
+    if folder is None:
+        return False
+    if FileSystems.get_scheme(path) is None:
+        return os.path.abspath(path).startswith(folder)
+    return path.startswith(folder)
 
 
 def _is_folder(path: str) -> bool:

@@ -74,7 +74,7 @@ def build_pipeline(pipeline: beam.Pipeline, settings: BatchSettings) -> None:
     matched = (
         pipeline
         | "Inputs" >> beam.Create(input_patterns(settings.inputs))
-        | "Match" >> beam.FlatMap(_tag_failures, match_pattern).with_outputs(FAILURES, main="paths")
+        | "Match" >> beam.FlatMap(_match, output).with_outputs(FAILURES, main="paths")
     )
     read = (
         matched.paths
@@ -133,8 +133,8 @@ def _clips(records: Any, clip_settings: ClipSettings, output: str) -> tuple[Any,
     return per_record, failures
 
 
-def _tag_failures(item: Any, produce: Any) -> Iterator[Any]:
-    for element in produce(item):
+def _match(pattern: str, output: str) -> Iterator[Any]:
+    for element in match_pattern(pattern, skip_below=output):
         yield TaggedOutput(FAILURES, element) if isinstance(element, InputFailure) else element
 
 

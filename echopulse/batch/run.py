@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 import threading
@@ -98,7 +99,7 @@ def run_batch(
                 if state not in (PipelineState.DONE, None):
                     raise BatchError(f"the job ended in state {state}")
             except Exception as error:  # the runner's own errors: a dead worker, a lost connection
-                why = one_line(error, limit=300) or type(error).__name__
+                why = runner_failure(error)
                 if worker_exits:
                     why += f" ({'; '.join(dict.fromkeys(worker_exits))})"
                     worker_exits.clear()
@@ -111,6 +112,15 @@ def run_batch(
             stale = finish_outputs(settings)
             return BatchReport(read_counters(result), runner_name, attempt, failed, stale)
     raise AssertionError("unreachable")
+
+
+def runner_failure(error: BaseException) -> str:
+    """What a failed run died of, in one line: runners wrap a worker's traceback in their message, whose
+    last line (`AttributeError: …`) is what a user can act on."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    final = [line for line in lines if re.match(r"[A-Za-z_.]*(Error|Exception|Exit)\b", line)]
+    text = final[-1] if final else (lines[-1] if lines else type(error).__name__)
+    return one_line(text, limit=300)
 
 
 def finish_outputs(settings: BatchSettings) -> int:
