@@ -16,7 +16,17 @@ def main() -> None:
     threading.excepthook = quiet_thread_exit
     from apache_beam.runners.worker import sdk_worker_main
 
+    threading.Thread(target=import_the_steps, daemon=True).start()
     sdk_worker_main.main(sys.argv)
+
+
+def import_the_steps() -> None:
+    """Import what the steps use (neurokit2, SciPy, pyarrow: about a second) while the harness connects
+    and the runner is still on its first stages, not inside the first bundle."""
+    import echopulse.batch.pipeline
+    import echopulse.batch.windows_table
+    import echopulse.pipeline
+    import echopulse.preprocess.beats  # noqa: F401
 
 
 def quiet_thread_exit(args: threading.ExceptHookArgs) -> None:
