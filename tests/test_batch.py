@@ -326,7 +326,7 @@ def test_a_pattern_that_matches_nothing_is_an_error_row_and_the_rest_completes(a
     [error] = jsonl(out / "errors.jsonl")
     assert error == {"input": missing, "stage": "match", "error": f"{missing}: no file matches"}
     assert len(jsonl(out / "manifest.jsonl")) == 1
-    assert "1 records (0 duplicates)" in capsys.readouterr().out
+    assert "1 record (0 duplicates), 600 beats, 600 windows" in capsys.readouterr().out
 
 
 def test_other_commands_still_refuse_unknown_options(capsys) -> None:

@@ -71,7 +71,8 @@ def pipeline_options(beam_args: Sequence[str], workers: int) -> tuple[PipelineOp
         if workers == 1:
             return options, FnApiRunner(), "FnApiRunner (in this process)"
         # Beam's multi_processing mode, with our quiet wrapper of its worker as the command
-        command = f"{shlex.quote(sys.executable)} -m echopulse.batch.worker"
+        # `exec`: Beam runs the command through a shell, which would print "Killed" for a worker that dies
+        command = f"exec {shlex.quote(sys.executable)} -m echopulse.batch.worker"
         environment = SubprocessSDKEnvironment.from_command_string(command)
         return options, FnApiRunner(default_environment=environment), f"FnApiRunner ({workers} processes)"
     return options, name, name

@@ -108,17 +108,22 @@ def run(args: argparse.Namespace) -> int:
             raise
     took = time.monotonic() - started
     counts = report.counters
-    clips = f", {counts['clips']} clips" if settings.clips is not None else ""
+    clips = f", {counted(counts['clips'], 'clip')}" if settings.clips is not None else ""
     again = f" (attempt {report.attempts})" if report.attempts > 1 else ""
     print(
-        f"{counts['records']} records ({counts['duplicates']} duplicates), {counts['beats']} beats, "
-        f"{counts['windows']} windows{clips}, {counts['refusals']} beats without a clip, {counts['errors']} "
-        f"errors; {counts['inputs']} files read in {took:.1f} s on {report.runner}{again} "
+        f"{counted(counts['records'], 'record')} ({counts['duplicates']} duplicates), "
+        f"{counted(counts['beats'], 'beat')}, {counted(counts['windows'], 'window')}{clips}, "
+        f"{counted(counts['refusals'], 'beat')} without a clip, {counted(counts['errors'], 'error')}; "
+        f"{counted(counts['inputs'], 'file')} read in {took:.1f} s on {report.runner}{again} "
         f"-> {settings.output}"
     )
     if counts["errors"]:
         status(f"errors: {settings.output.rstrip('/')}/errors.jsonl")
     return EXIT_REFUSED if counts["errors"] else EXIT_OK
+
+
+def counted(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def options_from_files(paths: list[str]) -> list[str]:
