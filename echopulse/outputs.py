@@ -37,7 +37,7 @@ def beats_document(record: ECGRecord, result: Preprocessed, source: str) -> dict
         "hr_bpm": result.hr_bpm,
         "start": record.start.isoformat() if record.start else None,
         "device": record.device,
-        "meta": {k: v for k, v in record.meta.items() if _is_json_scalar(v)},
+        "meta": scalar_meta(record),
         "r_peaks_s": [b.r_peak_s for b in result.beats],
         "beats": [
             {
@@ -94,5 +94,6 @@ def write_ingest_outputs(record: ECGRecord, result: Preprocessed, out_dir: Path,
     return out_dir
 
 
-def _is_json_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | float | bool)
+def scalar_meta(record: ECGRecord) -> dict[str, Any]:
+    """The record's meta that JSON holds as is (classification, software version, …): what outputs state."""
+    return {k: v for k, v in record.meta.items() if v is None or isinstance(v, str | int | float | bool)}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from echopulse.ecg import ECGRecord
+from echopulse.pipeline import BeatPlan
 from echopulse.preprocess.offline import Preprocessed
 from echopulse.preprocess.windows import STMEMWindow
 
@@ -36,9 +37,10 @@ class InputFailure:
             row["record"] = self.record
         return row
 
-    @property
-    def sort_key(self) -> tuple[str, str, str, str]:
-        return (self.input, self.recording or "", self.record or "", self.error)
+
+def error_order(row: dict[str, Any]) -> tuple[str, str, str, str]:
+    """How errors.jsonl is sorted: by input, then member, record and message."""
+    return (row["input"], row.get("recording", ""), row.get("record", ""), row["error"])
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,14 @@ class ReadRecord:
 
 @dataclass
 class RecordBeats:
-    """A record's beats and windows, with the facts its manifest row gives; `inputs` counts the inputs that
-    held these same samples (an ECG exported on its own and inside an export.zip is one record)."""
+    """A record, then its beats and windows (`result`, and `plans`: each beat with why it gets no clip) and
+    the facts its manifest row gives; `inputs` counts the inputs that held these same samples (an ECG
+    exported on its own and inside an export.zip is one record). `result` is None until preprocessed."""
 
     key: str
     record: ECGRecord
-    result: Preprocessed
+    result: Preprocessed | None = None
+    plans: list[BeatPlan] = field(default_factory=list)
     inputs: int = 1
     seed: int | None = None
     facts: dict[str, Any] = field(default_factory=dict)

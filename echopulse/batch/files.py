@@ -9,6 +9,8 @@ re-run, or a run with more workers, writes the same files.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -61,8 +63,6 @@ def remove_incomplete(output: str) -> None:
     remove_except(output, INCOMPLETE, keep=())
     folder = output_path(output, INCOMPLETE)
     if FileSystems.get_scheme(folder) is None:
-        import shutil
-
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -85,6 +85,4 @@ def remove_except(output: str, folder: str, keep: Sequence[str]) -> int:
 def _make_parent(path: str) -> None:
     """Local folders must exist before a rename into them; object stores have no folders."""
     if FileSystems.get_scheme(path) is None:
-        import os
-
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

@@ -17,7 +17,14 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from echopulse.batch import files
-from echopulse.batch.elements import ClipRequest, InputFailure, ModelChoice, ReadRecord, RecordBeats
+from echopulse.batch.elements import (
+    ClipRequest,
+    InputFailure,
+    ModelChoice,
+    ReadRecord,
+    RecordBeats,
+    error_order,
+)
 from echopulse.batch.inputs import (
     DEFAULT_READ_TIMEOUT_S,
     input_patterns,
@@ -110,9 +117,9 @@ def build_pipeline(pipeline: beam.Pipeline, settings: BatchSettings) -> None:
     _ = (
         failures
         | "Failures" >> beam.Flatten()
-        | "Count failures" >> beam.Map(_count_failure)
+        | "Error rows" >> beam.Map(_error_row)
         | "All failures" >> beam.combiners.ToList()
-        | "Errors" >> beam.Map(_write_sorted, output, files.ERRORS, None)
+        | "Errors" >> beam.Map(_write_sorted, output, files.ERRORS, error_order)
     )
 
 
@@ -151,7 +158,7 @@ def _keep_one(grouped: tuple[str, Iterable[ReadRecord]]) -> RecordBeats:
     ordered = sorted(items, key=lambda item: item.origin)
     Metrics.counter(NAMESPACE, "duplicates").inc(len(ordered) - 1)
     first = ordered[0]
-    return RecordBeats(key, first.record, result=None, inputs=len(ordered), origin=first.origin)  # type: ignore[arg-type]
+    return RecordBeats(key, first.record, inputs=len(ordered), origin=first.origin)
 
 
 def _preprocess(item: RecordBeats, settings: BatchSettings) -> Iterator[Any]:
@@ -166,16 +173,15 @@ def _preprocess(item: RecordBeats, settings: BatchSettings) -> Iterator[Any]:
         message = f"preprocessing failed ({type(error).__name__}: {one_line(error)})"
         yield TaggedOutput(FAILURES, _record_failure(item, message, "preprocess"))
         return
-    item.result = result
-    plans = plan_clips(result)
+    item.result, item.plans = result, plan_clips(result)
     _write_windows(item, settings.output)
     if settings.clips is not None:
         item.seed = record_seed(item.key, settings.clips.seed)
-    item.facts = _record_facts(item, plans, settings)
+    item.facts = _record_facts(item, settings)
     Metrics.counter(NAMESPACE, "records").inc()
     Metrics.counter(NAMESPACE, "beats").inc(len(result.beats))
     Metrics.counter(NAMESPACE, "windows").inc(len(result.windows))
-    Metrics.counter(NAMESPACE, "refusals").inc(sum(not p.gets_clip for p in plans))
+    Metrics.counter(NAMESPACE, "refusals").inc(sum(not p.gets_clip for p in item.plans))
     yield item
 
 
@@ -184,9 +190,12 @@ def _record_failure(item: RecordBeats, message: str, stage: str) -> InputFailure
     return InputFailure(path, message, stage, recording=member or None, record=item.key)
 
 
-def _record_facts(item: RecordBeats, plans: list, settings: BatchSettings) -> dict[str, Any]:
+def _record_facts(item: RecordBeats, settings: BatchSettings) -> dict[str, Any]:
     """The record's manifest row without its clips: what was recorded and found, never who or where from."""
+    from echopulse.outputs import scalar_meta
+
     record, result = item.record, item.result
+    assert result is not None
     facts: dict[str, Any] = {
         "record": item.key,
         "source_format": record.source_format,
@@ -194,7 +203,7 @@ def _record_facts(item: RecordBeats, plans: list, settings: BatchSettings) -> di
         "leads": list(record.leads),
         "duration_s": record.duration_s,
         "device": record.device,
-        "meta": {k: v for k, v in record.meta.items() if v is None or isinstance(v, str | float | bool)},
+        "meta": scalar_meta(record),
         "detection_lead": result.detection_lead,
         "method": result.method,
         "layout": result.layout,
@@ -202,7 +211,7 @@ def _record_facts(item: RecordBeats, plans: list, settings: BatchSettings) -> di
         "beats": len(result.beats),
         "windows": len(result.windows),
         "accepted_windows": sum(w.accepted for w in result.windows),
-        "refused_beats": [{"beat": p.beat.index, "reason": p.reason} for p in plans if not p.gets_clip],
+        "refused_beats": [{"beat": p.beat.index, "reason": p.reason} for p in item.plans if not p.gets_clip],
         "inputs": item.inputs,
         "files": {"windows": files.windows_name(item.key)},
     }
@@ -217,14 +226,12 @@ def _write_windows(item: RecordBeats, output: str) -> str:
     are the bulk of the data (108 kB each), so they never travel between workers."""
     from echopulse.batch.windows_table import parquet_bytes, windows_table
 
-    return files.write_file(output, files.windows_name(item.key), parquet_bytes(windows_table([item])))
+    return files.write_file(output, files.windows_name(item.key), parquet_bytes(windows_table(item)))
 
 
 def _clip_requests(item: RecordBeats) -> Iterator[ClipRequest]:
-    from echopulse.pipeline import plan_clips
-
     assert item.seed is not None
-    for plan in plan_clips(item.result):
+    for plan in item.plans:
         if plan.gets_clip and plan.window is not None:
             yield ClipRequest(item.key, plan.window, item.seed + plan.window.beat_index, item.origin)
 
@@ -259,14 +266,11 @@ def _manifest_row(joined: tuple[str, dict[str, list]]) -> dict[str, Any]:
     return row
 
 
-def _count_failure(failure: InputFailure) -> InputFailure:
+def _error_row(failure: InputFailure) -> dict[str, Any]:
     Metrics.counter(NAMESPACE, "errors").inc()
-    return failure
+    return failure.row()
 
 
-def _write_sorted(rows: list[Any], output: str, name: str, key: Any) -> str:
-    if key is None:  # failures
-        rows = [failure.row() for failure in sorted(rows, key=lambda failure: failure.sort_key)]
-    else:
-        rows = sorted(rows, key=key)
-    return files.write_file(output, name, files.jsonl_bytes(rows))
+def _write_sorted(rows: list[dict[str, Any]], output: str, name: str, order: Any) -> str:
+    """One JSONL file of all rows, sorted by `order`, so any runner's arrival order writes the same bytes."""
+    return files.write_file(output, name, files.jsonl_bytes(sorted(rows, key=order)))

@@ -9,7 +9,6 @@ worker wrote it.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +16,6 @@ import pyarrow.parquet as pq
 
 from echopulse.batch.elements import RecordBeats
 from echopulse.ecg import STMEM_LEADS, WINDOW_SAMPLES
-from echopulse.pipeline import plan_clips
 
 WINDOW_SHAPE = (len(STMEM_LEADS), WINDOW_SAMPLES)
 WINDOW_TYPE = pa.fixed_shape_tensor(pa.float32(), WINDOW_SHAPE)
@@ -46,10 +44,10 @@ SCHEMA = pa.schema(
 )
 
 
-def beat_rows(item: RecordBeats) -> dict[str, list]:
-    """The columns for one record's beats, in beat order (a beat without a window has nulls there)."""
+def windows_table(item: RecordBeats) -> pa.Table:
+    """One record's beats as a table, in beat order (a beat without a window has nulls there)."""
     columns: dict[str, list] = {name: [] for name in SCHEMA.names}
-    for plan in plan_clips(item.result):
+    for plan in item.plans:
         beat, window = plan.beat, plan.window
         values = {
             "record": item.key, "beat_index": beat.index, "r_peak_s": beat.r_peak_s, "rr_s": beat.rr_s,
@@ -63,15 +61,6 @@ def beat_rows(item: RecordBeats) -> dict[str, list]:
         }
         for name, value in values.items():
             columns[name].append(value)
-    return columns
-
-
-def windows_table(records: Iterable[RecordBeats]) -> pa.Table:
-    """One table for many records, sorted by record key (each record's beats are in order already)."""
-    columns: dict[str, list] = {name: [] for name in SCHEMA.names}
-    for item in sorted(records, key=lambda r: r.key):
-        for name, values in beat_rows(item).items():
-            columns[name].extend(values)
     arrays = [
         _window_array(columns[name]) if name == "window"
         else pa.array(columns[name], type=SCHEMA.field(name).type)

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(logging.ERROR)  # before Beam is imported: it warns of absent cloud clients
     from tqdm import tqdm
 
-    from echopulse.batch.run import BatchError, run_batch
+    from echopulse.batch.run import run_batch
 
     settings = batch_settings(args)
     beam_args = [*options_from_files(args.beam_options), *args.beam_args]
@@ -101,11 +101,8 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     with _elapsed(f"batch: {len(settings.inputs)} input(s) → {settings.output}"):
-        try:
-            report = run_batch(settings, beam_args, workers=args.workers, attempts=args.attempts,
-                               on_retry=on_retry)
-        except BatchError:
-            raise
+        report = run_batch(settings, beam_args, workers=args.workers, attempts=args.attempts,
+                           on_retry=on_retry)
     took = time.monotonic() - started
     counts = report.counters
     clips = f", {counted(counts['clips'], 'clip')}" if settings.clips is not None else ""
