@@ -13,7 +13,7 @@ and, with the bundled model on a smaller archive, `generate_loop` (`echopulse ge
 file) against `pipeline_generate_1` and `_2`. Prints JSON; ratios are within this run, so they hold on a
 noisy machine where absolute rates do not.
 
-    python benchmarks/batch.py [--phantoms 400] [--generate-records 6] [--no-generate]
+    python benchmarks/batch.py [--phantoms 2000] [--generate-records 6] [--no-generate]
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def generation_figures(scratch: Path, n_records: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--phantoms", type=int, default=400, help="phantom records beside the real files")
+    parser.add_argument("--phantoms", type=int, default=2000, help="phantom records beside the real files")
     parser.add_argument("--generate-records", type=int, default=6, help="phantom records for --generate")
     parser.add_argument("--no-generate", action="store_true")
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """The batch front end: an Apache Beam pipeline over archives of ECG files (`echopulse batch`).
 
-Match → read → one record per distinct samples → beats and windows (the pipeline core's
-`preprocess_record`, as `echopulse ingest`) → optionally RunInference with `EchoModelHandler` → files:
+Match → read, and beats and windows where read (the pipeline core's `preprocess_record`, as `echopulse
+ingest`) → one record per distinct samples → optionally RunInference with `EchoModelHandler` → files:
 
     <output>/windows/<record>.parquet       one row per beat, with its (12, 2250) ST-MEM window
     <output>/clips/<record>/beat_NNNN.mp4   with --generate: one synthetic clip per usable beat

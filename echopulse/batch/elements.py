@@ -12,7 +12,6 @@ from typing import Any
 
 from echopulse.ecg import ECGRecord
 from echopulse.pipeline import BeatPlan
-from echopulse.preprocess.offline import Preprocessed
 from echopulse.preprocess.windows import STMEMWindow
 
 
@@ -55,18 +54,17 @@ class ReadRecord:
 
 @dataclass
 class RecordBeats:
-    """A record, then its beats and windows (`result`, and `plans`: each beat with why it gets no clip) and
-    the facts its manifest row gives; `inputs` counts the inputs that held these same samples (an ECG
-    exported on its own and inside an export.zip is one record). `result` is None until preprocessed."""
+    """A record once preprocessed: the facts its manifest row gives, and with clips to draw its `plans`
+    (each beat with its window, or why it gets no clip) and `seed`. The samples stay where they were read.
+    `inputs` counts the inputs that held these same samples (an ECG exported on its own and inside an
+    export.zip is one record)."""
 
     key: str
-    record: ECGRecord
-    result: Preprocessed | None = None
+    origin: tuple[str, str]
+    facts: dict[str, Any]
     plans: list[BeatPlan] = field(default_factory=list)
-    inputs: int = 1
     seed: int | None = None
-    facts: dict[str, Any] = field(default_factory=dict)
-    origin: tuple[str, str] = ("", "")
+    inputs: int = 1
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The batch pipeline: match → read → one record per distinct samples → beats and windows → (clips) → files.
+"""The batch pipeline: match → read and preprocess → one record per distinct samples → (clips) → files.
 
 The steps are the pipeline core's (`echopulse.pipeline`, the same `preprocess_record` as `echopulse
 ingest`), wrapped as Beam transforms. Every output is keyed and sorted by the record's content hash, so
@@ -83,23 +83,21 @@ def build_pipeline(pipeline: beam.Pipeline, settings: BatchSettings) -> None:
         | "Inputs" >> beam.Create(input_patterns(settings.inputs))
         | "Match" >> beam.FlatMap(_match, output).with_outputs(FAILURES, main="paths")
     )
-    read = (
+    prepared = (
         matched.paths
         | "Skip companions" >> beam.Filter(lambda path: not is_read_elsewhere(path))
         | "Once each" >> beam.Distinct()
         | "Spread" >> beam.Reshuffle()
-        | "Read" >> beam.FlatMap(_read, settings.fs, settings.read_timeout_s).with_outputs(FAILURES,
-                                                                                          main="records")
+        | "Read and preprocess" >> beam.FlatMap(_read_and_preprocess, settings).with_outputs(FAILURES,
+                                                                                            main="records")
     )
-    prepared = (
-        read.records
-        | "By samples" >> beam.Map(lambda item: (item.key, item))
+    kept = (
+        prepared.records
         | "Same samples" >> beam.GroupByKey()
-        | "Keep one" >> beam.Map(_keep_one)
-        | "Beats and windows" >> beam.FlatMap(_preprocess, settings).with_outputs(FAILURES, main="records")
+        | "Keep one" >> beam.FlatMap(_keep_one).with_outputs(FAILURES, main="records")
     )
-    records = prepared.records
-    failures = [matched[FAILURES], read[FAILURES], prepared[FAILURES]]
+    records = kept.records
+    failures = [matched[FAILURES], prepared[FAILURES], kept[FAILURES]]
 
     facts = records | "Facts" >> beam.Map(lambda item: (item.key, item.facts))
     joined: dict[str, Any] = {"facts": facts}
@@ -145,57 +143,72 @@ def _match(pattern: str, output: str) -> Iterator[Any]:
         yield TaggedOutput(FAILURES, element) if isinstance(element, InputFailure) else element
 
 
-def _read(path: str, fs: float | None, timeout_s: float) -> Iterator[Any]:
+def _read_and_preprocess(path: str, settings: BatchSettings) -> Iterator[Any]:
+    """Each record of the input, preprocessed where it was read, keyed by its samples. Reading and
+    preprocessing are one step so that samples never travel between workers (only the record's facts, and
+    with clips its windows, do); an ECG that two inputs hold is preprocessed twice, to the same bytes."""
     Metrics.counter(NAMESPACE, "inputs").inc()
-    for item in read_input(path, fs, timeout_s):
-        yield TaggedOutput(FAILURES, item) if isinstance(item, InputFailure) else item
+    for item in read_input(path, settings.fs, settings.read_timeout_s):
+        if isinstance(item, InputFailure):
+            yield TaggedOutput(FAILURES, item)
+        else:
+            yield item.key, _preprocess(item, settings)
 
 
-def _keep_one(grouped: tuple[str, Iterable[ReadRecord]]) -> RecordBeats:
+def _keep_one(grouped: tuple[str, Iterable[RecordBeats | InputFailure]]) -> Iterator[Any]:
     """The same samples from several inputs are one record: the one from the first input by name is kept,
-    so the choice does not depend on which arrived first."""
-    key, items = grouped
-    ordered = sorted(items, key=lambda item: item.origin)
+    so the choice does not depend on which arrived first. Records are counted here, once each."""
+    _, outcomes = grouped
+    ordered = sorted(outcomes, key=_origin)
     Metrics.counter(NAMESPACE, "duplicates").inc(len(ordered) - 1)
     first = ordered[0]
-    return RecordBeats(key, first.record, inputs=len(ordered), origin=first.origin)
+    if isinstance(first, InputFailure):
+        yield TaggedOutput(FAILURES, first)
+        return
+    first.inputs = first.facts["inputs"] = len(ordered)
+    Metrics.counter(NAMESPACE, "records").inc()
+    Metrics.counter(NAMESPACE, "beats").inc(first.facts["beats"])
+    Metrics.counter(NAMESPACE, "windows").inc(first.facts["windows"])
+    Metrics.counter(NAMESPACE, "refusals").inc(len(first.facts["refused_beats"]))
+    yield first
 
 
-def _preprocess(item: RecordBeats, settings: BatchSettings) -> Iterator[Any]:
+def _origin(outcome: RecordBeats | InputFailure) -> tuple[str, str]:
+    if isinstance(outcome, InputFailure):
+        return outcome.input, outcome.recording or ""
+    return outcome.origin
+
+
+def _preprocess(item: ReadRecord, settings: BatchSettings) -> RecordBeats | InputFailure:
+    """Beats and windows of one record, its windows file written, and what its manifest row says. The
+    windows themselves are kept only when clips are to be drawn from them."""
     from echopulse.pipeline import plan_clips, preprocess_record
 
     try:
         result = preprocess_record(item.record, method=settings.method, layout=settings.layout)
     except EchopulseError as error:
-        yield TaggedOutput(FAILURES, _record_failure(item, one_line(error), "preprocess"))
-        return
+        return _record_failure(item, one_line(error), "preprocess")
     except Exception as error:  # a bug of ours on one record must not stop the archive
         message = f"preprocessing failed ({type(error).__name__}: {one_line(error)})"
-        yield TaggedOutput(FAILURES, _record_failure(item, message, "preprocess"))
-        return
-    item.result, item.plans = result, plan_clips(result)
-    _write_windows(item, settings.output)
-    if settings.clips is not None:
-        item.seed = record_seed(item.key, settings.clips.seed)
-    item.facts = _record_facts(item, settings)
-    Metrics.counter(NAMESPACE, "records").inc()
-    Metrics.counter(NAMESPACE, "beats").inc(len(result.beats))
-    Metrics.counter(NAMESPACE, "windows").inc(len(result.windows))
-    Metrics.counter(NAMESPACE, "refusals").inc(sum(not p.gets_clip for p in item.plans))
-    yield item
+        return _record_failure(item, message, "preprocess")
+    plans = plan_clips(result)
+    _write_windows(item.key, plans, settings.output)
+    seed = None if settings.clips is None else record_seed(item.key, settings.clips.seed)
+    facts = _record_facts(item, result, plans, seed)
+    return RecordBeats(item.key, item.origin, facts, plans if settings.clips is not None else [], seed)
 
 
-def _record_failure(item: RecordBeats, message: str, stage: str) -> InputFailure:
+def _record_failure(item: ReadRecord, message: str, stage: str) -> InputFailure:
     path, member = item.origin
     return InputFailure(path, message, stage, recording=member or None, record=item.key)
 
 
-def _record_facts(item: RecordBeats, settings: BatchSettings) -> dict[str, Any]:
-    """The record's manifest row without its clips: what was recorded and found, never who or where from."""
+def _record_facts(item: ReadRecord, result: Any, plans: list[Any], seed: int | None) -> dict[str, Any]:
+    """The record's manifest row without its clips: what was recorded and found, never who or where from.
+    `inputs` is filled in once the record's copies have met."""
     from echopulse.outputs import scalar_meta
 
-    record, result = item.record, item.result
-    assert result is not None
+    record = item.record
     facts: dict[str, Any] = {
         "record": item.key,
         "source_format": record.source_format,
@@ -211,22 +224,22 @@ def _record_facts(item: RecordBeats, settings: BatchSettings) -> dict[str, Any]:
         "beats": len(result.beats),
         "windows": len(result.windows),
         "accepted_windows": sum(w.accepted for w in result.windows),
-        "refused_beats": [{"beat": p.beat.index, "reason": p.reason} for p in item.plans if not p.gets_clip],
-        "inputs": item.inputs,
+        "refused_beats": [{"beat": p.beat.index, "reason": p.reason} for p in plans if not p.gets_clip],
+        "inputs": 1,
         "files": {"windows": files.windows_name(item.key)},
     }
-    if settings.clips is not None:
-        facts["seed"] = item.seed
+    if seed is not None:
+        facts["seed"] = seed
         facts["seeds"] = "beat b uses seed + b"
     return facts
 
 
-def _write_windows(item: RecordBeats, output: str) -> str:
+def _write_windows(key: str, plans: list[Any], output: str) -> str:
     """The record's beats and windows as its own Parquet file, written where they were computed: windows
     are the bulk of the data (108 kB each), so they never travel between workers."""
     from echopulse.batch.windows_table import parquet_bytes, windows_table
 
-    return files.write_file(output, files.windows_name(item.key), parquet_bytes(windows_table(item)))
+    return files.write_file(output, files.windows_name(key), parquet_bytes(windows_table(key, plans)))
 
 
 def _clip_requests(item: RecordBeats) -> Iterator[ClipRequest]:

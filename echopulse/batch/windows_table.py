@@ -9,13 +9,14 @@ worker wrote it.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from echopulse.batch.elements import RecordBeats
 from echopulse.ecg import STMEM_LEADS, WINDOW_SAMPLES
+from echopulse.pipeline import BeatPlan
 
 WINDOW_SHAPE = (len(STMEM_LEADS), WINDOW_SAMPLES)
 WINDOW_TYPE = pa.fixed_shape_tensor(pa.float32(), WINDOW_SHAPE)
@@ -44,13 +45,13 @@ SCHEMA = pa.schema(
 )
 
 
-def windows_table(item: RecordBeats) -> pa.Table:
+def windows_table(key: str, plans: Sequence[BeatPlan]) -> pa.Table:
     """One record's beats as a table, in beat order (a beat without a window has nulls there)."""
     columns: dict[str, list] = {name: [] for name in SCHEMA.names}
-    for plan in item.plans:
+    for plan in plans:
         beat, window = plan.beat, plan.window
         values = {
-            "record": item.key, "beat_index": beat.index, "r_peak_s": beat.r_peak_s, "rr_s": beat.rr_s,
+            "record": key, "beat_index": beat.index, "r_peak_s": beat.r_peak_s, "rr_s": beat.rr_s,
             "hr_bpm": beat.hr_bpm, "quality": beat.quality, "accepted": beat.accepted, "reason": beat.reason,
             "clip_reason": plan.reason,
             "window_end_s": None if window is None else window.end_s,
