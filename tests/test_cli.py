@@ -27,8 +27,8 @@ def test_help_explains_every_command(capsys) -> None:
     assert done.value.code == 0
     lines = capsys.readouterr().out.splitlines()
     listed = [line.split()[0] for line in lines if line.startswith("    ") and not line.startswith("     ")]
-    commands = ("info", "ingest", "generate", "demo", "batch", "serve", "stream", "eval", "phantom", "train",
-                "convert-official")
+    commands = ("info", "ingest", "generate", "demo", "batch", "serve", "stream", "record", "eval", "phantom",
+                "train", "convert-official")
     assert sorted(listed) == sorted(commands)  # each with its one-line help, and nothing unlisted
     for command in commands:
         with pytest.raises(SystemExit) as done:

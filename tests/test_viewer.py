@@ -252,3 +252,128 @@ def test_wrong_token_is_refused_in_words(server, browser) -> None:
         assert "token needed" in page.get_by_test_id("model").inner_text()
     finally:
         watched.close()
+
+
+# The page's PMD decoder, run on hex frames in order: samples and gap, or the refusal's code and words.
+DECODE_IN_PAGE = """
+async (frames) => {
+  const polar = await import('/polar.js');
+  const stream = new polar.EcgFrameStream();
+  return frames.map((hex) => {
+    const bytes = Uint8Array.from(hex.match(/../g) ?? [], (h) => parseInt(h, 16));
+    try {
+      const block = stream.push(bytes);
+      return { samples: Array.from(block.samples), gap: block.gap };
+    } catch (error) {
+      return { error: error.code ?? String(error), message: error.message };
+    }
+  });
+}
+"""
+
+
+def python_outcomes(frames: list[bytes]) -> list[dict]:
+    from echopulse.ingest.polar import EcgFrameStream, PmdFrameError
+
+    stream, outcomes = EcgFrameStream(), []
+    for data in frames:
+        try:
+            block = stream.push(data)
+        except PmdFrameError as error:
+            outcomes.append({"error": error.code, "message": str(error)})
+            continue
+        outcomes.append({"samples": block.samples_uv.tolist(), "gap": block.gap})
+    return outcomes
+
+
+def test_the_pages_pmd_decoder_agrees_with_pythons_frame_by_frame(server, browser) -> None:
+    from pmd_frames import malformed_frames
+
+    from echopulse.ingest import read_record
+    from echopulse.ingest.polar_simulator import encode_frame, record_frames
+    from echopulse.sample import SAMPLE_ECG_FS, sample_ecg_path
+
+    good = [f.data for f in record_frames(read_record(sample_ecg_path(), fs=SAMPLE_ECG_FS))]
+    extremes = encode_frame([0, 1, -1, 8_388_607, -8_388_608, -123_456], 2**63 + 5)  # sign, 64-bit stamps
+    frames = [data for data, _ in malformed_frames(good)] + good[4:40] + [extremes]
+    watched = Watched(browser)
+    try:
+        watched.page.goto(f"{server.http_url}/#token={TOKEN}")
+        in_page = watched.page.evaluate(DECODE_IN_PAGE, [f.hex() for f in frames])
+        in_python = python_outcomes(frames)
+        assert in_page == in_python
+        codes = [o.get("error") for o in in_python]
+        assert {"short", "not_ecg", "compressed", "frame_type", "empty", "length", "backwards",
+                "overlap"} <= set(codes)
+        assert any(o.get("gap") for o in in_python)
+        assert watched.problems == []
+    finally:
+        watched.close()
+
+
+def test_polar_button_explains_what_this_browser_lacks(server, browser) -> None:
+    watched = Watched(browser, viewport={"width": 1100, "height": 700})
+    page = watched.page
+    try:
+        page.goto(f"{server.http_url}/#token={TOKEN}")
+        page.get_by_test_id("polar").click()
+        note = page.get_by_test_id("device-note")
+        note.wait_for(state="visible", timeout=10_000)
+        has_api = page.evaluate("() => typeof navigator.bluetooth?.requestDevice === 'function'")
+        text = note.inner_text()
+        if has_api:  # this Chromium has the API but no adapter here
+            assert "no Bluetooth adapter" in text, text
+        else:
+            assert "no Web Bluetooth" in text and "Chrome or Edge" in text, text
+        assert page.get_by_test_id("status").get_attribute("data-state") == "idle"
+        assert page.get_by_test_id("error").is_hidden()
+        assert page.get_by_test_id("polar").is_enabled() and page.get_by_test_id("replay").is_enabled()
+        # every case the page can meet, in its own words
+        said = page.evaluate("""async () => {
+            const p = await import('/polar.js');
+            return [p.webBluetoothProblem({}, false), p.webBluetoothProblem({}, true),
+                    p.webBluetoothProblem({ bluetooth: { requestDevice() {} } }, true),
+                    await p.bluetoothAdapterProblem({ bluetooth: { requestDevice() {},
+                                                                   getAvailability: async () => false } })];
+        }""")
+        assert "secure page" in said[0] and "localhost" in said[0] and "HTTPS" in said[0]
+        assert "Firefox and Safari" in said[1] and "Polar demo" in said[1]
+        assert said[2] is None
+        assert "no Bluetooth adapter" in said[3]
+        assert watched.problems == []
+    finally:
+        watched.close()
+
+
+def test_polar_demo_streams_the_simulated_strap_through_the_pages_decoder(server, browser) -> None:
+    from echopulse.ingest.polar import decode_frame
+    from echopulse.ingest.polar_simulator import frames_file
+    from echopulse.streaming.app import bundled_sample_pmd
+
+    body = bundled_sample_pmd()
+    frames, at = [], 0
+    while at < len(body):
+        size = int.from_bytes(body[at : at + 2], "little")
+        frames.append(body[at + 2 : at + 2 + size])
+        at += 2 + size
+    assert frames_file([]) == b"" and len(frames) > 50
+    samples = sum(decode_frame(f).samples_uv.size for f in frames)
+    watched = Watched(browser, viewport={"width": 1280, "height": 800})
+    page = watched.page
+    try:
+        page.goto(f"{server.http_url}/?speed=10#token={TOKEN}")
+        page.get_by_test_id("polar-demo").click()
+        page.wait_for_function(
+            "() => ['ended', 'error'].includes(document.querySelector('[data-testid=status]').dataset.state)",
+            timeout=45_000)
+        status = page.get_by_test_id("status").inner_text()
+        assert status.startswith("ended"), status
+        assert page.get_by_test_id("lead").inner_text() == "lead I · 130 Hz"
+        beats, clips, skips = watched.number("beats"), watched.number("clips"), watched.number("skips")
+        assert beats >= 10 and clips >= 1 and beats == clips + skips, (beats, clips, skips)
+        assert watched.number("samples-acked") == samples
+        assert page.get_by_test_id("device-note").is_hidden()  # no gap, no refused frame
+        wait_for_shown_clip(watched)
+        assert watched.problems == []
+    finally:
+        watched.close()

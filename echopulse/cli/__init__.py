@@ -19,6 +19,7 @@ from echopulse.cli import (
     info,
     ingest,
     phantom,
+    record,
     serve,
     stream,
     train,
@@ -27,7 +28,7 @@ from echopulse.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_REFUSED, 
 from echopulse.errors import EchopulseError
 from echopulse.version import __version__
 
-COMMANDS = (info, ingest, generate, demo, batch, serve, stream, evaluate, phantom, train, convert)
+COMMANDS = (info, ingest, generate, demo, batch, serve, stream, record, evaluate, phantom, train, convert)
 """In the order `--help` lists them."""
 
 

@@ -54,7 +54,16 @@ def add_parser(commands: Any) -> None:
         "The first lead is sent unless --lead names others. Ctrl-C stops the stream politely (the "
         "server finishes and says end); a second Ctrl-C stops at once. Every clip is SYNTHETIC.",
     )
-    stream.add_argument("file", type=Path, metavar="FILE", help="an ECG file (any format ingest reads)")
+    stream.add_argument("file", type=Path, metavar="FILE", nargs="?",
+                        help="an ECG file (any format ingest reads); or use --polar / --simulated-h10")
+    stream.add_argument("--polar", nargs="?", const="", metavar="ADDRESS",
+                        help="stream a Polar H10 chest strap live over Bluetooth LE instead of a file: the "
+                        "first strap found, or the one at ADDRESS (needs the polar extra)")
+    stream.add_argument("--simulated-h10", type=Path, metavar="FILE",
+                        help="a simulated Polar H10 playing FILE: the strap's PMD frames at 130 Hz, through "
+                        "the same decoder as a real strap's (the device path without the device)")
+    stream.add_argument("--seconds", type=positive_float,
+                        help="with --polar: stop after this many seconds (default: at Ctrl-C)")
     stream.add_argument("--url", default=DEFAULT_URL, help=f"the service's websocket (default {DEFAULT_URL})")
     stream.add_argument("--speed", type=positive_float, default=1.0,
                         help="replay speed; 1 is real time (default), 20 sends 30 s of ECG in 1.5 s")
@@ -81,23 +90,119 @@ def _seed(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    sources = [args.file is not None, args.polar is not None, args.simulated_h10 is not None]
+    if sum(sources) != 1:
+        fail("stream needs exactly one source: FILE, --polar [ADDRESS] or --simulated-h10 FILE")
+        return EXIT_REFUSED
+    if args.seconds is not None and args.file is not None:
+        fail("--seconds is for a live source (--polar, --simulated-h10); a file streams to its end")
+        return EXIT_REFUSED
     if args.out is not None:
         check_output_folder(args.out)
     _need_websockets()
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if args.file is None:
+        return _run_polar(args, token)
     from echopulse.ingest import read_record
 
     record = read_record(args.file, fs=args.fs)
-    token = args.token or os.environ.get(TOKEN_ENV) or None
+    args.source_label = args.file.name
     status(f"streaming {args.file.name} ({record.duration_s:.0f} s at {args.speed:g}×) to "
            f"{public_url(args.url)}")
-    sink = ClipSink(args.out, args.clip_format, record, args.file.name)
+    sink = ClipSink(args.out, args.clip_format, args.file.name, record.fs, record.duration_s)
     try:
         result = asyncio.run(_replay(args, record, token, sink))
     except asyncio.CancelledError:  # the second Ctrl-C
         raise KeyboardInterrupt from None
     finally:
         sink.close()
-    return _report(args, record, result, sink)
+    return _report(args, result, sink)
+
+
+def _run_polar(args: argparse.Namespace, token: str | None) -> int:
+    """A Polar H10 (or its simulator) → PMD frames → decoder → the service, until Ctrl-C or --seconds."""
+    from echopulse.ingest.polar import H10_ECG_FS
+    from echopulse.ingest.polar_link import H10_LEAD
+
+    label = "simulated Polar H10" if args.simulated_h10 is not None else "Polar H10"
+    args.source_label = label if args.simulated_h10 is None else f"{label} ({args.simulated_h10.name})"
+    sink = ClipSink(args.out, args.clip_format, args.source_label, H10_ECG_FS, args.seconds)
+    until = f"{args.seconds:g} s" if args.seconds else "Ctrl-C"
+    status(f"streaming {args.source_label} (ECG at {H10_ECG_FS} Hz, lead {H10_LEAD}) to "
+           f"{public_url(args.url)} until {until}")
+    try:
+        result = asyncio.run(_live(args, token, sink))
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+    finally:
+        sink.close()
+    return _report(args, result, sink)
+
+
+async def _live(args: argparse.Namespace, token: str | None, sink: ClipSink) -> StreamResult:
+    from echopulse.ingest.polar import H10_ECG_FS
+    from echopulse.ingest.polar_link import H10_LEAD, ecg_chunks
+    from echopulse.streaming.client import stream_chunks
+
+    async with polar_frames(args, sink.on_device) as frames:
+        chunks = _for_seconds(ecg_chunks(frames, sink.on_device), args.seconds)
+        async with _stop_on_interrupt() as stop:
+            return await stream_chunks(
+                args.url, chunks, H10_ECG_FS, leads=(H10_LEAD,), units="uV", token=token, seed=args.seed,
+                clip_format=args.clip_format, on_message=sink.on_message, keep_clip_bytes=False, stop=stop,
+            )
+
+
+@contextlib.asynccontextmanager
+async def polar_frames(args: argparse.Namespace, on_event: Any):
+    """The strap's PMD frames: a real H10 over Bluetooth, or the simulator playing --simulated-h10's file
+    at --speed."""
+    from echopulse.ingest.polar_link import h10_link, simulated_link
+
+    if args.simulated_h10 is not None:
+        from echopulse.ingest import read_record
+        from echopulse.ingest.polar_simulator import record_frames
+
+        record = read_record(args.simulated_h10, fs=args.fs)
+        yield simulated_link(record_frames(record), speed=getattr(args, "speed", 1.0))
+        return
+    async with h10_link(args.polar or None, on_event=on_event) as frames:
+        yield frames
+
+
+async def _for_seconds(chunks: Any, seconds: float | None, fs: float = 130.0):
+    """The blocks of the first `seconds` of ECG (all of them without a limit)."""
+    sent = 0
+    async for block in chunks:
+        if seconds is not None:
+            room = round(seconds * fs) - sent
+            if room <= 0:
+                return
+            block = block[:room]
+        sent += len(block)
+        yield block
+
+
+@contextlib.asynccontextmanager
+async def _stop_on_interrupt():
+    """An event set by the first Ctrl-C (a polite stop); the second cancels the run."""
+    stop = asyncio.Event()
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+
+    def interrupt() -> None:
+        if stop.is_set() and task is not None:
+            task.cancel()
+        stop.set()
+
+    handled = False
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+        handled = True
+    try:
+        yield stop
+    finally:
+        if handled:
+            loop.remove_signal_handler(signal.SIGINT)
 
 
 def _need_websockets() -> None:
@@ -114,27 +219,12 @@ async def _replay(
     """The replay, with Ctrl-C turned into a polite stop (first press) or a cancel (second press)."""
     from echopulse.streaming.client import stream_record
 
-    stop = asyncio.Event()
-    loop, task = asyncio.get_running_loop(), asyncio.current_task()
-
-    def interrupt() -> None:
-        if stop.is_set() and task is not None:
-            task.cancel()
-        stop.set()
-
-    handled = False
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
-        loop.add_signal_handler(signal.SIGINT, interrupt)
-        handled = True
-    try:
+    async with _stop_on_interrupt() as stop:
         return await stream_record(
             args.url, record, speed=args.speed, token=token, seed=args.seed, clip_format=args.clip_format,
             chunk_s=args.chunk_ms / 1000.0, on_message=sink.on_message, leads=args.lead,
             keep_clip_bytes=False, stop=stop,
         )
-    finally:
-        if handled:
-            loop.remove_signal_handler(signal.SIGINT)
 
 
 @dataclass
@@ -143,17 +233,28 @@ class ClipSink:
 
     out: Path | None
     clip_format: str
-    record: ECGRecord
     label: str
+    fs: float
+    total_s: float | None
     files: dict[int, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {"beats": 0, "clips": 0, "skipped": 0})
+    device: dict[str, int] = field(default_factory=dict)
+    """What a live device reported: refused frames, gaps (held at the last value), restarts."""
 
     def __post_init__(self) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=round(self.record.duration_s, 1), unit="s", desc=self.label,
-                        disable=None, leave=False, file=sys.stderr,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s ECG{postfix}")
+        bar = ("{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s ECG{postfix}" if self.total_s
+               else "{desc}: {n:.1f} s ECG{postfix}")
+        self.bar = tqdm(total=round(self.total_s, 1) if self.total_s else None, unit="s", desc=self.label,
+                        disable=None, leave=False, file=sys.stderr, bar_format=bar)
+
+    def on_device(self, kind: str, text: str) -> None:
+        if kind == "connected":
+            status(text)
+            return
+        self.device[kind] = self.device.get(kind, 0) + 1
+        warn(f"{self.label}: {text}")
 
     def on_message(self, message: Any, payload: bytes | None) -> None:
         kind = getattr(message, "type", "")
@@ -165,7 +266,8 @@ class ClipSink:
         elif kind == "skipped":
             self.counts["skipped"] += 1
         elif kind == "ack":
-            self.bar.n = min(round(message.received / self.record.fs, 1), self.bar.total)
+            seconds = round(message.received / self.fs, 1)
+            self.bar.n = min(seconds, self.bar.total) if self.bar.total else seconds
         elif kind == "error":
             warn(f"server: {message.message} ({message.code})")
         self.bar.set_postfix_str(" ".join(f"{k} {v}" for k, v in self.counts.items()), refresh=True)
@@ -182,15 +284,22 @@ class ClipSink:
         self.bar.close()
 
 
-def _report(args: argparse.Namespace, record: ECGRecord, result: StreamResult, sink: ClipSink) -> int:
-    """stream.json, the summary line, and the exit code: 130 interrupted, 2 no `end`, else 0."""
+def _report(args: argparse.Namespace, result: StreamResult, sink: ClipSink) -> int:
+    """stream.json, the summary line, and the exit code: 130 interrupted, 2 no `end` or a live source that
+    failed, else 0."""
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        document = manifest(args, record, result, sink.files)
+        document = manifest(args, result, sink.files, sink.device)
         (args.out / MANIFEST).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     print(summary_line(args, result), flush=True)
+    if result.source_error is not None:
+        fail(f"{args.source_label}: {result.source_error}")
+        return EXIT_REFUSED
     if result.interrupted:
-        fail("interrupted: the stream was stopped before the file's end")
+        if args.file is None and args.seconds is None:
+            return EXIT_OK  # a live stream without --seconds ends at Ctrl-C: its normal end
+        limit = "the file's end" if args.file is not None else f"{args.seconds:g} s"
+        fail(f"interrupted: the stream was stopped before {limit}")
         return EXIT_INTERRUPTED
     if result.end is None:
         closed = f"closed with code {result.close_code} {result.close_reason}".strip()
@@ -209,12 +318,13 @@ def summary_line(args: argparse.Namespace, result: StreamResult) -> str:
     timing = (f", beat→clip p50 {latency['p50']:.2f} s, p95 {latency['p95']:.2f} s"
               if latency["n"] else "")
     where = f" -> {args.out}" if args.out is not None else ""
-    return (f"{args.file.name}: {len(result.beats)} beats, {len(result.clips)} synthetic clips, "
+    return (f"{args.source_label}: {len(result.beats)} beats, {len(result.clips)} synthetic clips, "
             f"{len(result.skips)} skipped{why}{timing}{where}")
 
 
 def manifest(
-    args: argparse.Namespace, record: ECGRecord, result: StreamResult, files: dict[int, str]
+    args: argparse.Namespace, result: StreamResult, files: dict[int, str],
+    device: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """What stream.json holds: the run, every beat with what became of it, the clips, skips, latencies."""
     ready, end = result.ready, result.end
@@ -222,7 +332,9 @@ def manifest(
     return {
         "synthetic": True,
         "note": "every clip is a SYNTHETIC echocardiogram generated from the ECG, not an image of a heart",
-        "source": args.file.name,
+        "source": args.source_label,
+        "device": device or {},
+        "source_error": result.source_error,
         "url": public_url(args.url),
         "session": ready.session if ready else None,
         "model": ready.model if ready else None,

@@ -8,6 +8,7 @@ and no route ever shows a traceback.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import os
@@ -207,6 +208,13 @@ def create_app(generator: EchoGenerator, settings: ServiceSettings = ServiceSett
     async def sample() -> SampleECG:
         return await asyncio.to_thread(bundled_sample)
 
+    @app.get("/v1/sample/pmd", summary="the bundled sample as a simulated Polar H10's PMD frames",
+             response_class=Response, responses={200: {"content": {"application/octet-stream": {}}}})
+    async def sample_pmd() -> Response:
+        """The viewer's Polar demo: the frames a strap would notify (each a uint16 LE length, then the
+        frame), for the page to pace and decode exactly as it does a real strap's."""
+        return Response(await asyncio.to_thread(bundled_sample_pmd), media_type="application/octet-stream")
+
     @app.websocket("/v1/stream")
     async def stream(socket: WebSocket) -> None:
         offered = socket.headers.get("sec-websocket-protocol", "").split(",")
@@ -241,6 +249,15 @@ def bundled_sample() -> SampleECG:
     samples = [round(float(v), 4) for v in record.signal[0]]
     return SampleECG(fs=record.fs, lead=record.leads[0], units="mV", samples=samples,
                      source="echopulse/data/sample_ecg.csv (heartphase, MIT licence)")
+
+
+@functools.cache
+def bundled_sample_pmd() -> bytes:
+    from echopulse.ingest import read_record
+    from echopulse.ingest.polar_simulator import frames_file, record_frames
+    from echopulse.sample import SAMPLE_ECG_FS, sample_ecg_path
+
+    return frames_file(record_frames(read_record(sample_ecg_path(), fs=SAMPLE_ECG_FS)))
 
 
 async def generate_zip(

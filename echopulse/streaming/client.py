@@ -5,7 +5,8 @@ seconds every `chunk_s / speed` seconds, paced against a monotonic clock from on
 send never shifts the chunks after it), reads the server's messages concurrently, and returns everything
 that came back with three latencies per beat: R-peak sample sent → beat event, beat event → clip, and
 their sum. `echopulse stream` and `benchmarks/stream_load.py` are both thin layers over it, so what the
-command shows and what the benchmark measures are the same numbers.
+command shows and what the benchmark measures are the same numbers. `stream_chunks` does the same for
+samples that arrive as they are recorded (a Polar H10), sending each block the moment it comes.
 
 Messages are parsed with the server's own Pydantic models (`protocol.py`), so a client of this package
 cannot drift from the server it ships with.
@@ -19,7 +20,7 @@ import json
 import time
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from socket import gaierror
 from typing import TYPE_CHECKING, Any
@@ -126,6 +127,9 @@ class StreamResult:
     duration_s: float = 0.0
     send_lag_max_s: float = 0.0
     """Most a chunk left after its due time: large values mean the client, not the server, fell behind."""
+    source_error: str | None = None
+    """Why a live source stopped early (a strap that disconnected or went silent); the session was still
+    ended politely, so the clips of beats already sent came back."""
 
     @property
     def final_ack(self) -> int | None:
@@ -213,6 +217,37 @@ async def stream_record(
         result.ready = await _begin(socket, start, url)
         replay = _Replay(socket, result, frames, speed, chunk_s, on_message, keep_clip_bytes)
         await replay.run(stop or asyncio.Event(), end_timeout_s)
+    return result
+
+
+async def stream_chunks(
+    url: str,
+    chunks: AsyncIterator[np.ndarray],
+    fs: float,
+    *,
+    leads: Sequence[str] = ("I",),
+    units: str = "mV",
+    token: str | None = None,
+    seed: int = 0,
+    clip_format: str = "gif",
+    on_message: MessageHandler | None = None,
+    keep_clip_bytes: bool = True,
+    stop: asyncio.Event | None = None,
+    open_timeout_s: float = 10.0,
+    end_timeout_s: float = 60.0,
+) -> StreamResult:
+    """Send samples as a live source yields them (each block: samples, or samples × leads), and return what
+    came back, timed as `stream_record` times it. The stream ends when `chunks` ends or `stop` is set; a
+    source that fails ends it politely too, with its reason in `result.source_error`."""
+    names = tuple(leads)
+    result = StreamResult(url=url, fs=float(fs), leads=names, samples=0)
+    start = Start(type="start", fs=float(fs), lead=names[0] if len(names) == 1 else list(names),
+                  units=units, seed=seed, clip_format=clip_format)  # type: ignore[arg-type]
+    async with _connect(url, token, open_timeout_s) as socket:
+        result.ready = await _begin(socket, start, url)
+        live = _Live(socket, result, chunks, len(names), on_message, keep_clip_bytes)
+        await live.run(stop or asyncio.Event(), end_timeout_s)
+    result.samples = result.samples_sent
     return result
 
 
@@ -331,9 +366,12 @@ class _Replay:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
-            self.result.interrupted = stop.is_set() and self.result.samples_sent < len(self.frames)
+            self.result.interrupted = stop.is_set() and self._cut_short()
             self.result.duration_s = time.monotonic() - self.t0
             self._time_beats()
+
+    def _cut_short(self) -> bool:
+        return self.result.samples_sent < len(self.frames)
 
     # ---- sending -------------------------------------------------------------------------------------
     async def _send_all(self, stop: asyncio.Event, reader: asyncio.Task) -> None:
@@ -432,9 +470,63 @@ class _Replay:
     # ---- timing --------------------------------------------------------------------------------------
     def _time_beats(self) -> None:
         """Give each beat the send time of the chunk that held its R-peak sample (round(t × fs))."""
-        last = len(self.frames) - 1
+        last = max(self.result.samples_sent - 1, 0)
         for timing in self.result.timings.values():
             sample = min(max(round(timing.t * self.result.fs), 0), last)
             chunk = bisect_right(self.chunk_ends, sample)
             if chunk < len(self.sent_at):
                 timing.sent_s = self.sent_at[chunk]
+
+
+class _Live(_Replay):
+    """A session fed by a live source: each block goes out when it arrives (split to the server's message
+    size), so the stream's clock is the source's."""
+
+    def __init__(
+        self, socket: Any, result: StreamResult, chunks: AsyncIterator[np.ndarray], n_leads: int,
+        on_message: MessageHandler | None, keep_clip_bytes: bool,
+    ) -> None:
+        super().__init__(socket, result, np.empty((0, n_leads), dtype="<f4"), 1.0, 1.0, on_message,
+                         keep_clip_bytes)
+        assert result.ready is not None
+        self.chunks = chunks
+        self.most = max(1, result.ready.max_message_bytes // (4 * n_leads))
+
+    def _cut_short(self) -> bool:
+        return True  # a live source has no end of its own: a stop is always before it
+
+    async def _send_all(self, stop: asyncio.Event, reader: asyncio.Task) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        source = aiter(self.chunks)
+        pending: asyncio.Future | None = None
+        try:
+            while not (stop.is_set() or reader.done()):
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(source))
+                done, _ = await asyncio.wait({pending}, timeout=STOP_POLL_S)
+                if not done:
+                    continue
+                task, pending = pending, None
+                try:
+                    block = task.result()
+                except StopAsyncIteration:
+                    return
+                except EchopulseError as error:
+                    self.result.source_error = str(error)
+                    return
+                frames = np.ascontiguousarray(np.asarray(block, dtype="<f4").reshape(len(block), -1))
+                for begin in range(0, len(frames), self.most):
+                    part = frames[begin : begin + self.most]
+                    try:
+                        await self.socket.send(part.tobytes())
+                    except ConnectionClosed:
+                        return
+                    self.result.samples_sent += len(part)
+                    self.chunk_ends.append(self.result.samples_sent)
+                    self.sent_at.append(time.monotonic() - self.t0)
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pending

@@ -10,9 +10,12 @@
 //   open()               async: fetch / pair / ask for permission; may throw (shown as an error)
 //   start(onSamples, onEnd)   call onSamples(Float32Array) with new samples as they come, onEnd() when done
 //   stop()               stop producing (idempotent)
-// ReplaySource (the bundled sample from GET /v1/sample) is the first one; a device source (e.g. a Polar H10
-// over Web Bluetooth) only has to implement the same five members and be added to SOURCES.
+//   start(onSamples, onEnd, onError)   … and onError(error) when the source fails mid-stream
+// ReplaySource (the bundled sample from GET /v1/sample), PolarSource (a Polar H10 over Web Bluetooth) and
+// SimulatedPolarSource (the server's simulated strap, through the same PMD decoder) are the three.
 // No build step, no network beyond this server.
+
+import { bluetoothAdapterProblem, PolarSource, SimulatedPolarSource, webBluetoothProblem } from "./polar.js";
 
 const WINDOW_S = 10;              // trace width, seconds of ECG
 const CHUNK_MS = 100;             // a source's sending period
@@ -112,7 +115,19 @@ export class ReplaySource {
 
 export const SOURCES = {
   replay: () => new ReplaySource({ speed: SPEED }),
+  polar: () => new PolarSource({ onNote: noteDevice }),
+  polarDemo: () => new SimulatedPolarSource({ speed: SPEED, headers: authHeaders(), onNote: noteDevice }),
 };
+
+// What a device source reports that is not an error: frames refused, gaps held flat (counted, never silent).
+const deviceNotes = new Map();
+function noteDevice(text) {
+  const kind = text.split(":")[0];
+  deviceNotes.set(kind, (deviceNotes.get(kind) || 0) + 1);
+  const note = document.getElementById("device-note");
+  note.hidden = false;
+  note.textContent = [...deviceNotes].map(([k, n]) => `${k} ×${n}`).join(" · ") + ` — last: ${text}`;
+}
 
 // ---- time: stream seconds now, and the drawn (delayed) time ----------------------------------------
 class StreamClock {
@@ -369,6 +384,9 @@ class TraceView {
 const $ = (id) => document.getElementById(id);
 const ui = {
   replay: $("replay"),
+  polar: $("polar"),
+  polarDemo: $("polar-demo"),
+  deviceNote: $("device-note"),
   stop: $("stop"),
   status: $("status"),
   error: $("error"),
@@ -456,10 +474,14 @@ class Viewer {
     this.dropPending();
     const source = makeSource();
     this.source = source;
-    ui.replay.disabled = true;
+    setStartButtons(true);
     ui.stop.disabled = false;
     showError("");
-    setStatus("loading", source.kind === "replay" ? "loading the sample ECG…" : "opening the source…");
+    deviceNotes.clear();
+    ui.deviceNote.hidden = true;
+    const opening = { replay: "loading the sample ECG…", polar: "choose your Polar H10 in the browser's list…",
+                      "polar-demo": "loading the simulated strap…" };
+    setStatus("loading", opening[source.kind] || "opening the source…");
     try {
       await source.open();
     } catch (error) {
@@ -543,7 +565,10 @@ class Viewer {
           setText(ui.model, `model: ${message.model} · ${message.frames} frames`);
         }
         setStatus("streaming", `streaming · session ${message.session}`);
-        this.source.start((samples) => this.send(samples), () => this.stop());
+        this.source.start((samples) => this.send(samples), () => this.stop(), (error) => {
+          showError(`the source stopped: ${error.message || error}`);
+          this.stop();
+        });
         break;
       case "ack":
         this.figures.acked = message.received;
@@ -631,7 +656,7 @@ class Viewer {
   end(text) {
     this.socket = null;
     this.source = null;
-    ui.replay.disabled = false;
+    setStartButtons(false);
     ui.stop.disabled = true;
     this.clock.ended = true;
     setStatus("ended", text);
@@ -757,8 +782,29 @@ async function describeModel() {
   }
 }
 
+function setStartButtons(disabled) {
+  for (const button of [ui.replay, ui.polar, ui.polarDemo]) button.disabled = disabled;
+}
+
+// Without Web Bluetooth (Firefox, Safari, a page not on localhost or HTTPS) or without an adapter, the
+// button says why and how to get it, instead of failing.
+async function connectPolar() {
+  const problem = await bluetoothAdapterProblem();
+  if (problem) {
+    ui.deviceNote.hidden = false;
+    ui.deviceNote.dataset.kind = "explain";
+    ui.deviceNote.textContent = problem;
+    setStatus("idle", "no Polar H10 from this browser: see the note below");
+    return;
+  }
+  viewer.run(SOURCES.polar);
+}
+
 export const viewer = new Viewer();
 ui.replay.addEventListener("click", () => viewer.run(SOURCES.replay));
+ui.polar.addEventListener("click", connectPolar);
+ui.polarDemo.addEventListener("click", () => viewer.run(SOURCES.polarDemo));
+if (webBluetoothProblem()) ui.polar.title = webBluetoothProblem();
 ui.stop.addEventListener("click", () => viewer.stop());
 window.addEventListener("pagehide", () => viewer.socket?.close(1000, "page closed"));
 if (SPEED !== 1) {
