@@ -127,8 +127,9 @@ class FakeStrap:
     """Stands in for bleak's scanner and client the way a Polar H10 answers them: the PMD start command is
     answered on the control point, then the data characteristic notifies the simulator's frames."""
 
-    def __init__(self, frames: list[bytes], already_streaming: bool = False, present: bool = True):
-        self.frames, self.already, self.present = frames, already_streaming, present
+    def __init__(self, frames: list[bytes], already_streaming: bool = False, present: bool = True,
+                 drops_link: bool = False):
+        self.frames, self.already, self.present, self.drops = frames, already_streaming, present, drops_link
         self.written: list[bytes] = []
         self.disconnected = False
         strap = self
@@ -148,6 +149,7 @@ class FakeStrap:
             def __init__(self, device, disconnected_callback=None):
                 self.callbacks = {}
                 self.is_connected = False
+                self.on_disconnect = disconnected_callback
 
             async def connect(self):
                 self.is_connected = True
@@ -170,6 +172,9 @@ class FakeStrap:
                 for frame in strap.frames:
                     await asyncio.sleep(0)
                     self.callbacks[PMD_DATA](None, bytearray(frame))
+                if strap.drops:  # out of range: the link goes down
+                    self.is_connected = False
+                    self.on_disconnect(self)
 
             async def disconnect(self):
                 strap.disconnected = True
@@ -268,3 +273,18 @@ def test_the_simulated_link_paces_frames_as_the_strap_sends_them(watch_record) -
     due = [f.due_s / 10 for f in frames]
     assert all(t >= d - 0.01 for t, d in zip(times, due, strict=True))
     assert times[-1] < due[-1] + 0.5
+
+
+def test_a_strap_that_goes_quiet_ends_the_stream_and_is_still_stopped(watch_record, monkeypatch) -> None:
+    frames = [f.data for f in record_frames(watch_record)][:3]
+    strap = FakeStrap(frames)
+    monkeypatch.setattr("echopulse.ingest.polar_link.SILENCE_S", 0.3)
+    with pytest.raises(PolarLinkError, match=r"Polar H10 ABCD1234 sent no ECG for 0\.3 s"):
+        _through_link(strap, monkeypatch, n_samples=10_000)
+    assert strap.written[-1] == ECG_STOP_COMMAND and strap.disconnected
+
+
+def test_a_lost_link_ends_the_stream_in_words(watch_record, monkeypatch) -> None:
+    frames = [f.data for f in record_frames(watch_record)][:4]
+    with pytest.raises(PolarLinkError, match=r"Polar H10 ABCD1234 disconnected \(out of range"):
+        _through_link(FakeStrap(frames, drops_link=True), monkeypatch, n_samples=10_000)

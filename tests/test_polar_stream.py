@@ -100,3 +100,54 @@ def test_mitbih_100_at_130_hz_on_the_live_path_keeps_its_beats(server, shared_da
     end = MITBIH_SECONDS - 2.0
     match = match_beats(detected[detected < end], reference[reference < end], tolerance=0.05)
     assert match.f1 >= 0.995, match
+
+
+def test_ctrl_c_ends_a_live_stream_politely_with_exit_0(server, shared_data: Path, tmp_path: Path, capsys,
+                                                        monkeypatch) -> None:
+    """A live source has no end of its own: Ctrl-C is how it ends, so the stream stops politely (the server
+    still says end) and the command exits 0 with what came."""
+    import signal
+
+    from echopulse.cli.stream import ClipSink
+
+    original = ClipSink.on_message
+
+    def interrupt_on_first_ack(self, message, payload) -> None:
+        original(self, message, payload)
+        if message.type == "ack" and not getattr(self, "interrupted", False):
+            self.interrupted = True
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(ClipSink, "on_message", interrupt_on_first_ack)
+    out = tmp_path / "out"
+    code = main(["stream", "--simulated-h10", str(shared_data / WATCH), "--url", server.ws_url,
+                 "--token", TOKEN, "--out", str(out)])
+    assert code == 0
+    assert capsys.readouterr().out.startswith("simulated Polar H10 (ecg_2021-12-17.csv): ")
+    document = json.loads((out / "stream.json").read_text(encoding="utf-8"))
+    assert document["interrupted"] and document["end"] is not None
+    assert 0 < document["samples_sent"] == document["acknowledged"] == document["end"]["received"]
+
+
+def test_seconds_limits_a_live_stream(server, shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["stream", "--simulated-h10", str(shared_data / WATCH), "--url", server.ws_url,
+                 "--token", TOKEN, "--seconds", "5", "--speed", "10", "--out", str(out)])
+    assert code == 0
+    document = json.loads((out / "stream.json").read_text(encoding="utf-8"))
+    assert document["samples_sent"] == document["acknowledged"] == 5 * H10_ECG_FS
+    assert not document["interrupted"]
+
+
+def test_a_strap_gone_silent_ends_the_stream_politely_with_its_reason(server, shared_data: Path) -> None:
+    frames = record_frames(read_record(shared_data / WATCH))
+    silent_after = [f for k, f in enumerate(frames) if not 20 <= k < 26]  # 3.4 s lost after 14.6 s
+
+    async def run():
+        chunks = ecg_chunks(simulated_link(silent_after, speed=20))
+        return await stream_chunks(server.ws_url, chunks, H10_ECG_FS, units="uV", token=TOKEN)
+
+    result = asyncio.run(run())
+    assert result.source_error is not None and "stopped for 3.4 s" in result.source_error
+    assert result.end is not None and result.samples_sent == 20 * 73 == result.final_ack
+    assert result.beats and not result.unanswered()  # the beats already sent were all answered

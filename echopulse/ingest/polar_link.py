@@ -40,6 +40,9 @@ H10_LEAD = "I"
 the direction of lead I; the bundled model reads it as the Apple Watch's lead I)."""
 MAX_GAP_S = 2.0
 """A longer silence of the strap ends the stream; a shorter one is held at the last value and reported."""
+SILENCE_S = 5.0
+"""A connected strap that sends no frame for this long has stopped (off the skin, or its radio): the
+stream ends with that reason instead of waiting for ever."""
 SCAN_TIMEOUT_S = 15.0
 ANSWER_TIMEOUT_S = 5.0
 FRAME_QUEUE = 4096
@@ -96,8 +99,12 @@ async def h10_link(address: str | None = None, scan_timeout_s: float = SCAN_TIME
         with contextlib.suppress(asyncio.QueueFull):  # dropped: the decoder reports it as a gap
             frames.put_nowait(bytes(data))
 
+    def end_of_frames() -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            frames.put_nowait(None)
+
     def on_disconnect(_: Any) -> None:
-        loop.call_soon_threadsafe(frames.put_nowait, None)
+        loop.call_soon_threadsafe(end_of_frames)
 
     name = getattr(device, "name", None) or address or "Polar H10"
     try:
@@ -151,7 +158,11 @@ async def _start_ecg(client: Any, answers: asyncio.Queue[bytes], tell: EventHand
 
 async def _until_disconnected(frames: asyncio.Queue[bytes | None], name: str) -> AsyncIterator[bytes]:
     while True:
-        data = await frames.get()
+        try:
+            data = await asyncio.wait_for(frames.get(), SILENCE_S)
+        except TimeoutError:
+            why = f"{name} sent no ECG for {SILENCE_S:g} s: check the electrodes' contact"
+            raise PolarLinkError(why) from None
         if data is None:
             raise PolarLinkError(f"{name} disconnected (out of range, or its battery?)")
         yield data

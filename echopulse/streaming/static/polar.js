@@ -12,6 +12,7 @@ export const PMD_DATA = "fb005c82-02e7-f387-1cad-8acd2d8df0c8";
 export const H10_ECG_FS = 130;
 export const H10_LEAD = "I";
 export const MAX_GAP_S = 2; // a longer silence ends the stream; a shorter one is held flat and reported
+const SILENCE_MS = 5000; // a connected strap that sends nothing this long has stopped
 const H10_RESOLUTION_BITS = 14;
 const HEADER_BYTES = 10;
 const SAMPLE_BYTES = 3;
@@ -241,7 +242,15 @@ export class PolarSource {
 
   start(onSamples, onEnd, onError) {
     const filler = new GapFiller(this.fs, (n) => this.onNote?.(`gap: ${n} samples lost, held flat`));
+    let lastFrame = performance.now();
+    this.watchdog = setInterval(() => {
+      if (performance.now() - lastFrame > SILENCE_MS) {
+        this.stop();
+        onError?.(new Error(`the strap sent no ECG for ${SILENCE_MS / 1000} s: check the electrodes' contact`));
+      }
+    }, 1000);
     this.listening = (event) => {
+      lastFrame = performance.now();
       let block;
       try {
         block = this.stream.push(event.target.value);
@@ -275,6 +284,8 @@ export class PolarSource {
   }
 
   stop() {
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog = null;
     if (this.device && this.onDisconnect) this.device.removeEventListener("gattserverdisconnected", this.onDisconnect);
     if (this.data && this.listening) this.data.removeEventListener("characteristicvaluechanged", this.listening);
     this.listening = null;
