@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import wfdb
+from interrupts import interrupt_on_first_ack
 from live_server import running_server
 from wfdb.io.annotation import ann_labels, is_qrs
 
@@ -106,19 +107,7 @@ def test_ctrl_c_ends_a_live_stream_politely_with_exit_0(server, shared_data: Pat
                                                         monkeypatch) -> None:
     """A live source has no end of its own: Ctrl-C is how it ends, so the stream stops politely (the server
     still says end) and the command exits 0 with what came."""
-    import signal
-
-    from echopulse.cli.stream import ClipSink
-
-    original = ClipSink.on_message
-
-    def interrupt_on_first_ack(self, message, payload) -> None:
-        original(self, message, payload)
-        if message.type == "ack" and not getattr(self, "interrupted", False):
-            self.interrupted = True
-            signal.raise_signal(signal.SIGINT)
-
-    monkeypatch.setattr(ClipSink, "on_message", interrupt_on_first_ack)
+    interrupt_on_first_ack(monkeypatch)
     out = tmp_path / "out"
     code = main(["stream", "--simulated-h10", str(shared_data / WATCH), "--url", server.ws_url,
                  "--token", TOKEN, "--out", str(out)])

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from pathlib import Path
 
 import pytest
+from interrupts import interrupt_on_first_ack
 from live_server import free_port, running_server
 
 from echopulse.cli import main
@@ -136,17 +136,7 @@ def test_ctrl_c_stops_politely_keeps_what_came_and_exits_130(
 ) -> None:
     """Real time, and SIGINT once the first ack is in: the command sends stop, the server still says end,
     and stream.json is written with what came."""
-    from echopulse.cli.stream import ClipSink
-
-    original = ClipSink.on_message
-
-    def interrupt_on_first_ack(self, message, payload) -> None:
-        original(self, message, payload)
-        if message.type == "ack" and not getattr(self, "interrupted", False):
-            self.interrupted = True
-            signal.raise_signal(signal.SIGINT)
-
-    monkeypatch.setattr(ClipSink, "on_message", interrupt_on_first_ack)
+    interrupt_on_first_ack(monkeypatch)
     out = tmp_path / "out"
     code = main(["stream", str(watch_file), "--url", server.ws_url, "--token", TOKEN, "--out", str(out)])
     assert code == 130

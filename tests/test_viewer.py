@@ -109,10 +109,10 @@ class Watched:
         self.context.close()
 
 
-def replay(watched: Watched, timeout_ms: int = 45_000) -> str:
-    """Press Replay sample, wait for the session to end; the status text."""
+def replay(watched: Watched, timeout_ms: int = 45_000, button: str = "replay") -> str:
+    """Press Replay sample (or another source's button), wait for the session to end; the status text."""
     page = watched.page
-    page.get_by_test_id("replay").click()
+    page.get_by_test_id(button).click()
     page.wait_for_function(
         "() => ['ended', 'error'].includes(document.querySelector('[data-testid=status]').dataset.state)",
         timeout=timeout_ms)
@@ -362,11 +362,7 @@ def test_polar_demo_streams_the_simulated_strap_through_the_pages_decoder(server
     page = watched.page
     try:
         page.goto(f"{server.http_url}/?speed=10#token={TOKEN}")
-        page.get_by_test_id("polar-demo").click()
-        page.wait_for_function(
-            "() => ['ended', 'error'].includes(document.querySelector('[data-testid=status]').dataset.state)",
-            timeout=45_000)
-        status = page.get_by_test_id("status").inner_text()
+        status = replay(watched, button="polar-demo")
         assert status.startswith("ended"), status
         assert page.get_by_test_id("lead").inner_text() == "lead I · 130 Hz"
         beats, clips, skips = watched.number("beats"), watched.number("clips"), watched.number("skips")
