@@ -7,6 +7,7 @@ import argparse
 import csv
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -222,7 +223,7 @@ def test_eval_writes_every_key_plots_and_per_sample_rows(
     for key in floats:
         assert isinstance(report[key], float), key
     assert 0 < report["tokenizer_mse"] < 1 and -1 <= report["tokenizer_ssim"] <= 1
-    assert made == [6, 6, 6]  # the default run, the shuffled control, guidance 1
+    assert made == [6] * 7  # default, shuffled, guidance 1, three more draws, the primed (chained) run
     for run in ("", "_shuffled", "_guidance1"):
         for key in ("ef_mae", "ef_rmse", "ef_r2", "es_frame_within_1", "ed_frame_within_1", "hr_mae"):
             assert isinstance(report[key + run], float), key + run
@@ -236,8 +237,15 @@ def test_eval_writes_every_key_plots_and_per_sample_rows(
     assert report["hr_mae"] == pytest.approx(0.0, abs=1e-9)  # each clip played at its own ECG's rate
     assert report["ef_mae_shuffled"] > report["ef_mae"] and report["ef_r2_shuffled"] < report["ef_r2"]
     assert report["ef_mae"] == report["ef_mae_true_clips"] and report["ef_r2"] == report["ef_r2_true_clips"]
-    for key in ("ef_mae", "ef_r2", "es_frame_within_1"):
+    for key in ("ef_mae", "ef_r2", "ef_r", "es_frame_within_1"):
         assert isinstance(report[f"{key}_ideal_generator"], float), key
+    # four clips per beat (here four times the beat's own clip): their mean is that clip's EF
+    assert report["clips_per_beat"] == 4
+    assert report["ef_r_mean4"] == pytest.approx(report["ef_r"]) and report["ef_r"] > 0.7
+    assert report["ef_mae_mean4"] == pytest.approx(report["ef_mae"])
+    assert isinstance(report["ef_r_mean4_ideal_generator"], float)
+    # the primed run (chained clips, same seeds) moved no EF, since the clips are the beats' own
+    assert report["ef_primed_minus_unprimed"] == 0.0 and report["n_primed_measured"] == 6
     assert report["n"] == 6 and report["seed"] == HELDOUT_SEED and report["steps"] == 2
     assert report["guidance"] == 2.0  # the small config's default
     assert report["model"]["id"] == "random-test" and len(report["model"]["config_hash"]) == 12
@@ -362,3 +370,29 @@ def test_the_ef_ceiling_benchmark_prints_its_generators_as_json() -> None:
     assert ideal["min"] <= ideal["mean"] <= ideal["max"]
     # the beat's own clip knows the rule's random part; another heart for the same ECG does not
     assert generators["own_clips"]["ef_mae"]["mean"] < ideal["mean"]
+
+
+def test_the_mean_of_several_clips_and_the_primed_shift_on_known_inputs() -> None:
+    from echopulse.evaluation.generation_eval import RunResult, mean_clip_agreement, primed_shift
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(35, 70, 200)
+    samples = [SimpleNamespace(ef=float(ef)) for ef in truth]
+
+    def run(ef: np.ndarray) -> RunResult:
+        n = len(ef)
+        return RunResult("x", None, np.arange(n), [], ef, np.zeros(n, int), np.zeros(n, int), np.zeros(n))
+
+    draws = [run(truth + rng.normal(0, 8, truth.size)) for _ in range(4)]
+    one = mean_clip_agreement(samples, draws[:1])
+    four = mean_clip_agreement(samples, draws)
+    assert four["ef_r"] > one["ef_r"] and four["ef_mae"] < one["ef_mae"]  # averaging removes sampling noise
+    assert four["ef_r"] == pytest.approx(np.corrcoef(truth, np.mean([d.ef for d in draws], axis=0))[0, 1])
+    refused = truth.copy()
+    refused[:10] = np.nan  # a beat none of whose clips measured is left out, not scored
+    assert mean_clip_agreement(samples, [run(refused)])["measured"] == 190
+
+    primed = run(truth - 3.0)
+    primed.ef[0] = np.nan
+    shift = primed_shift(run(truth), primed)
+    assert shift["ef_primed_minus_unprimed"] == pytest.approx(-3.0) and shift["n_primed_measured"] == 199

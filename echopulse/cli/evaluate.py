@@ -22,6 +22,8 @@ def add_parser(commands: Any) -> None:
         "beats (EF R² must collapse) and with guidance 1; the tokenizer's reconstruction error on phantom "
         "and real echo. Beside the model, the same measurement scores the beats' own clips and the phantom "
         "as an ideal generator (another heart for each ECG): the best a generator that samples can do. "
+        "Four clips per beat give the EF of their mean (r, R²), and the beats chained as `generate --video` "
+        "chains them (each clip primed with the last frame of the one before) show what priming does to EF. "
         "Writes eval.json, per_sample.csv and PNG plots into --out.",
     )
     parser.add_argument("--n", type=int, default=DEFAULT_N, help=f"held-out beats (default {DEFAULT_N})")
@@ -80,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"eval: {report['n']} held-out beats, model {report['model']['id']}: EF MAE {_f(report['ef_mae'])}, "
         f"R² {_f(report['ef_r2'])} (shuffled ECG {_f(report['ef_r2_shuffled'])}; the phantom as an ideal "
-        f"generator: MAE {_f(report['ef_mae_ideal_generator'])}, R² {_f(report['ef_r2_ideal_generator'])}), "
+        f"generator: MAE {_f(report['ef_mae_ideal_generator'])}, R² {_f(report['ef_r2_ideal_generator'])}); "
+        f"mean of 4 clips r {_f(report['ef_r_mean4'])} (ideal {_f(report['ef_r_mean4_ideal_generator'])}); "
+        f"primed − unprimed EF {_f(report['ef_primed_minus_unprimed'])}; "
         f"{report['measure_failures']} refused -> {args.out / 'eval.json'}"
     )
     return 0

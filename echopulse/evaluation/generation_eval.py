@@ -119,16 +119,32 @@ def ideal_generator_runs(
 
 @dataclass
 class GeneratorClips:
-    """Clips from an `EchoGenerator`, batch by batch; clip i of a call uses seed + i whatever the batching."""
+    """Clips from an `EchoGenerator`, batch by batch; clip i of a call uses seed + i whatever the batching.
+
+    `chained`: one clip at a time, each primed with the last frame of the one before (as `generate --video`
+    makes a recording's clips), the same seeds; what priming does to the clips is then measurable."""
 
     generator: object
     steps: int | None
     batch_size: int = 16
     progress: Callable[[int], object] | None = None
+    chained: bool = False
 
     def __call__(self, samples: Samples, guidance: float | None, seed: int) -> list[np.ndarray]:
         windows = np.stack([s.window for s in samples]).astype(np.float32)
         out: list[np.ndarray] = []
+        if self.chained:
+            prime = None
+            for i, window in enumerate(windows):
+                clip = self.generator.generate(  # type: ignore[attr-defined]
+                    window[np.newaxis], prime_frame=prime, steps=self.steps, guidance=guidance, seed=seed + i,
+                    batch_size=1,
+                )[0]
+                out.append(clip.frames)
+                prime = clip.frames[-1]
+                if self.progress is not None:
+                    self.progress(1)
+            return out
         for start in range(0, len(windows), self.batch_size):
             chunk = windows[start : start + self.batch_size]
             clips = self.generator.generate(  # type: ignore[attr-defined]
@@ -192,6 +208,58 @@ def measure_run(
     return RunResult(name, guidance, np.asarray(condition), list(clips), ef, ed, es, hr, errors)
 
 
+def repeat_runs(
+    samples: Samples, source: ClipSource, seed: int, guidance: float | None, repeats: int
+) -> list[RunResult]:
+    """The default run drawn `repeats - 1` more times with other clip seeds (draw k: seed + k·n + i), the
+    same ECGs, for the figures of the mean of several clips per beat."""
+    n, every_beat = len(samples), np.arange(len(samples))
+    return [
+        measure_run(f"draw{k}", samples, source(samples, guidance, seed + k * n), every_beat, guidance)
+        for k in range(1, repeats)
+    ]
+
+
+def mean_clip_agreement(samples: Samples, runs: Sequence[RunResult]) -> dict[str, float | int | None]:
+    """Each beat's EF as the mean over the clips the measurement accepted, against the label: r, R², MAE.
+    Averaging draws removes the sampling's spread, so this shows how well the clips follow the ECG on
+    average, which one clip per beat cannot."""
+    efs = np.stack([run.ef for run in runs])
+    counts = np.isfinite(efs).sum(axis=0)
+    sums = np.where(np.isfinite(efs), efs, 0.0).sum(axis=0)
+    mean = np.where(counts > 0, sums / np.maximum(counts, 1), math.nan)
+    true_ef = np.array([s.ef for s in samples])
+    ok = np.isfinite(mean)
+    if ok.sum() < 2:
+        return {"ef_r": None, "ef_r2": None, "ef_mae": None, "measured": int(ok.sum())}
+    return {
+        "ef_r": pearson_r(true_ef[ok], mean[ok]),
+        "ef_r2": _num(r2(true_ef[ok], mean[ok])),
+        "ef_mae": _num(mae(true_ef[ok], mean[ok])),
+        "measured": int(ok.sum()),
+    }
+
+
+def pearson_r(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Correlation of two series; None when either is constant (r is undefined, not 0)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.size < 2 or a.std() == 0 or b.std() == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def primed_shift(unprimed: RunResult, primed: RunResult) -> dict[str, float | int | None]:
+    """Mean EF of the chained (primed) clips minus that of the unprimed ones, same beats and seeds, over the
+    beats both measured: a prime frame that drags the cavity toward its own size shows here."""
+    both = unprimed.ok & primed.ok
+    if not both.any():
+        return {"ef_mean_primed": None, "ef_mean_unprimed": None, "ef_primed_minus_unprimed": None,
+                "n_primed_measured": 0}
+    with_prime, without = float(primed.ef[both].mean()), float(unprimed.ef[both].mean())
+    return {"ef_mean_primed": with_prime, "ef_mean_unprimed": without,
+            "ef_primed_minus_unprimed": with_prime - without, "n_primed_measured": int(both.sum())}
+
+
 def measurable(clip: np.ndarray, size: int = MEASURE_SIZE) -> np.ndarray:
     """uint8 (frames, H, W) upscaled bicubically to `size` px on its shorter side (see MEASURE_SIZE)."""
     from PIL import Image
@@ -218,6 +286,7 @@ def run_metrics(samples: Sequence[HeldoutSample], run: RunResult) -> dict[str, f
             "ef_mae": None,
             "ef_rmse": None,
             "ef_r2": None,
+            "ef_r": None,
             "ed_frame_within_1": None,
             "es_frame_within_1": None,
             "hr_mae": None,
@@ -230,6 +299,7 @@ def run_metrics(samples: Sequence[HeldoutSample], run: RunResult) -> dict[str, f
         "ef_mae": _num(mae(true_ef, run.ef[ok])),
         "ef_rmse": _num(rmse(true_ef, run.ef[ok])),
         "ef_r2": _num(r2(true_ef, run.ef[ok])),
+        "ef_r": pearson_r(true_ef, run.ef[ok]),
         "ed_frame_within_1": float(np.mean(ed_ok)),
         "es_frame_within_1": float(np.mean(es_ok)),
         "hr_mae": _num(mae(hr_true, run.hr_bpm[ok])),

@@ -16,7 +16,10 @@ from echopulse.evaluation.generation_eval import (
     TrueClips,
     evaluate_generation,
     ideal_generator_runs,
+    mean_clip_agreement,
     measure_run,
+    primed_shift,
+    repeat_runs,
     run_metrics,
 )
 from echopulse.evaluation.heldout import EvalError, check_count, eval_leads, heldout_set
@@ -28,11 +31,19 @@ RECONSTRUCTED_KEYS = ("ef_mae", "ef_r2", "es_frame_within_1", "ed_frame_within_1
 """Measured on the tokenizer's reconstructions of the true clips (`*_reconstructed` in eval.json): the best
 a generator could score through this tokenizer, which separates the tokenizer's share of the error."""
 
-REFERENCE_KEYS = ("ef_mae", "ef_rmse", "ef_r2", "es_frame_within_1", "ed_frame_within_1")
+REFERENCE_KEYS = ("ef_mae", "ef_rmse", "ef_r2", "ef_r", "es_frame_within_1", "ed_frame_within_1")
 """Scored for the two references (`*_true_clips`, `*_ideal_generator` in eval.json): the measurement on
 the beats' own clips, and the phantom as an ideal generator (another heart for the same ECG)."""
 
-IDEAL_DRAWS = 4
+PRIMING_KEYS = ("ef_mean_primed", "ef_mean_unprimed", "ef_primed_minus_unprimed", "n_primed_measured")
+"""What priming does: the default run's beats again, each clip primed with the last frame of the one
+before (as `generate --video` chains a recording's clips), same seeds."""
+
+CLIPS_PER_BEAT = 4
+"""Clips drawn per beat (other seeds, same ECG) for the `*_mean4` figures: each beat's EF as the mean over
+its clips, which takes the sampling's spread out and shows how closely the clips follow the ECG."""
+
+IDEAL_DRAWS = CLIPS_PER_BEAT
 """The ideal generator's score is itself one draw of a random variable: over 200 held-out beats (seed
 900 000) six draws gave EF R² 0.50–0.65. Its keys are the mean over this many draws (each draw's R² is in
 `ef_r2_ideal_generator_draws`), so the yardstick moves less than the model's own single-draw score does."""
@@ -139,6 +150,19 @@ def evaluate(
         result = evaluate_generation(samples, source, seed, default_guidance)
     notes.extend(result.notes)
     every_beat = np.arange(n)
+    with _bar((CLIPS_PER_BEAT - 1) * n, "more clips per beat", progress) as bar:
+        source = clip_source or GeneratorClips(generator, steps, batch_size, progress=bar.update)
+        more = repeat_runs(samples, source, seed, default_guidance, CLIPS_PER_BEAT)
+    draws = [result.runs["default"], *more]
+    priming: dict[str, Any] = dict.fromkeys(PRIMING_KEYS)
+    if clip_source is None:
+        with _bar(n, "primed clips", progress) as bar:
+            chained = GeneratorClips(generator, steps, 1, progress=bar.update, chained=True)
+            clips = chained(samples, default_guidance, seed)
+        priming = primed_shift(result.runs["default"], measure_run("primed", samples, clips, every_beat,
+                                                                   default_guidance))
+    else:
+        notes.append("clips from a fixed source cannot be primed: ef_primed_minus_unprimed is null")
     with _bar(IDEAL_DRAWS * n, "ideal generator", progress) as bar:
         ideal_runs = ideal_generator_runs(
             samples, tok.image_size, tok.num_frames, IDEAL_DRAWS, progress=bar.update
@@ -170,6 +194,12 @@ def evaluate(
         **{f"{key}_reconstructed": ceiling[key] for key in RECONSTRUCTED_KEYS},
         **{f"{key}_{name}": metrics[key] for name, metrics in reference.items() for key in REFERENCE_KEYS},
         "ef_r2_ideal_generator_draws": [m["ef_r2"] for m in ideal_metrics],
+        **{f"{key}_mean{CLIPS_PER_BEAT}": value for key, value in mean_clip_agreement(samples, draws).items()
+           if key != "measured"},
+        **{f"{key}_mean{CLIPS_PER_BEAT}_ideal_generator": value
+           for key, value in mean_clip_agreement(samples, ideal_runs).items() if key != "measured"},
+        "clips_per_beat": CLIPS_PER_BEAT,
+        **priming,
         "n": n,
         "seed": seed,
         "steps": int(steps or config.sampling.steps),
