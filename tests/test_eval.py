@@ -396,3 +396,25 @@ def test_the_mean_of_several_clips_and_the_primed_shift_on_known_inputs() -> Non
     primed.ef[0] = np.nan
     shift = primed_shift(run(truth), primed)
     assert shift["ef_primed_minus_unprimed"] == pytest.approx(-3.0) and shift["n_primed_measured"] == 199
+
+
+def test_the_sampling_benchmark_scores_settings_on_development_seeds_only() -> None:
+    """benchmarks/sampling.py: the bundled model's sampling settings, each scored on development beats."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "sampling.py"
+    command = [sys.executable, str(script), "--n", "6", "--clips", "2", "--temperatures", "0.9", "0.3",
+               "--guidance", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["dev_seed"] == 800_000 and report["n"] == 6 and report["clips_per_beat"] == 2
+    assert [s["starting_temperature"] for s in report["settings"]] == [0.9, 0.3]
+    for setting in report["settings"]:
+        assert setting["ef_sd"] is None or setting["ef_sd"] >= 0
+        expected = {"ef_mae", "ef_r2", "ef_r", "ef_r_mean2", "ef_r2_shuffled", "es_frame_within_1"}
+        assert expected <= set(setting)
+    refused = subprocess.run([sys.executable, str(script), "--seed", "900000"], capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 2 and "held-out seeds" in refused.stderr
