@@ -364,3 +364,41 @@ def test_decoder_only_training_keeps_every_token_id(
     assert new < old, (old, new)
     with pytest.raises(TrainingError, match="--init"):
         train_tokenizer(tiny_config(), data, tmp_path / "x", settings(2), decoder_only=True)
+
+
+def test_prime_masking_keeps_the_first_frame_and_is_the_official_mask_without_it() -> None:
+    ids = torch.randint(0, 64, (400, 40), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(3)
+    _, plain = mask_tokens(ids, steps=4, mask_id=64)
+    torch.manual_seed(3)
+    _, unprimed = mask_tokens(ids, steps=4, mask_id=64, prime_prob=0.0, prime_n=8)
+    assert torch.equal(plain, unprimed)  # no prime: exactly the official draws
+    torch.manual_seed(3)
+    inputs, mask = mask_tokens(ids, steps=4, mask_id=64, prime_prob=0.5, prime_n=8)
+    whole = {max(1, round(np.cos(np.pi / 2 * s / 4) * 40)) for s in range(4)}  # {40, 37, 28, 15}
+    rest = {max(1, round(np.cos(np.pi / 2 * s / 4) * 32)) for s in range(4)}  # {32, 30, 23, 12}: the other 32
+    counts = mask.sum(dim=1)
+    assert set(counts.tolist()) <= whole | rest
+    primed = torch.tensor([c in rest for c in counts.tolist()])
+    assert 150 < int(primed.sum()) < 250  # about half the rows
+    assert not mask[primed, :8].any()  # the first frame's ids are given...
+    assert torch.equal(inputs[primed, :8], ids[primed, :8])
+    assert mask[~primed, :8].any()  # ... and only in primed rows is it never masked
+
+
+def test_a_generator_fine_tunes_from_a_checkpoint_with_primed_samples(
+    tokenizer_run: Path, phantom: Path, tmp_path: Path
+) -> None:
+    config, data = tiny_config(), open_dataset(phantom)
+    train_generator(config, data, tokenizer_run, tmp_path / "base", settings(30, lr=5e-3))
+    base = load_checkpoint(tmp_path / "base").state["transformer"]
+    first_step = settings(1, lr=1e-12)  # a step that barely moves: the weights must be the base's
+    train_generator(config, data, tokenizer_run, tmp_path / "tuned", first_step, init=tmp_path / "base",
+                    prime_prob=0.5)  # fmt: skip
+    tuned = load_checkpoint(tmp_path / "tuned").state["transformer"]
+    assert all(torch.allclose(base[key], tuned[key], atol=1e-6) for key in base)
+    with pytest.raises(TrainingError, match="prime-prob"):
+        train_generator(config, data, tokenizer_run, tmp_path / "x", first_step, prime_prob=1.5)
+    with pytest.raises(TrainingError, match="exclude each other"):
+        train_generator(config, data, tokenizer_run, tmp_path / "x", first_step, init=tmp_path / "base",
+                        resume=tmp_path / "base")  # fmt: skip

@@ -104,6 +104,20 @@ def add_parser(commands: Any) -> None:
         "a list such as 'I,II,V2', or 'random' (a random non-empty subset per sample and step)",
     )
     generator.add_argument(
+        "--init",
+        type=Path,
+        metavar="DIR",
+        help="start the transformer from this generator checkpoint's (fine-tuning; use its config.json as "
+        "--config)",
+    )
+    generator.add_argument(
+        "--prime-prob",
+        type=float,
+        default=0.0,
+        help="share of samples trained with their first frame given, as `generate --video` primes each "
+        "clip with the last frame of the one before (default 0)",
+    )
+    generator.add_argument(
         "--holdout",
         type=int,
         default=DEFAULTS["generator"].holdout,
@@ -222,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             stmem_dir=args.stmem,
             freeze_stmem=args.freeze_stmem,
+            init=args.init,
+            prime_prob=args.prime_prob,
         )
     return _report(args.stage, result)
 

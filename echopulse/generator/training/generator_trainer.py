@@ -56,16 +56,27 @@ CACHE_FILE = "token_cache.pt"
 ENCODE_BATCH = 16
 
 
-def mask_tokens(ids: Tensor, steps: int, mask_id: int) -> tuple[Tensor, Tensor]:
+def mask_tokens(
+    ids: Tensor, steps: int, mask_id: int, prime_prob: float = 0.0, prime_n: int = 0
+) -> tuple[Tensor, Tensor]:
     """The official training mask: (masked input ids, bool mask) for flat ids (b, n), masking per row the
     `cosine_masked_count` of a random step k/steps, k ~ U{0 … steps−1}.
 
-    Uses the global torch RNG (seeded per step by the trainer).
+    `prime_prob`: each row, with this probability, keeps its first `prime_n` ids (the first frame's) unmasked
+    and masks the count of the rest, as sampling with a prime frame does (`generate --video` chains clips
+    so); without it the transformer never sees a whole first frame given. Uses the global torch RNG (seeded
+    per step by the trainer); at 0 it draws exactly what the official mask draws.
     """
     b, n = ids.shape
     rand_step = torch.randint(0, steps, (b,), device=ids.device)
-    count = cosine_masked_count(n, rand_step.double() / steps)
-    rank = torch.rand(b, n, device=ids.device).argsort(dim=-1).argsort(dim=-1)
+    noise = torch.rand(b, n, device=ids.device)
+    free = torch.full((b,), n, device=ids.device)
+    if prime_prob > 0 and prime_n > 0:
+        primed = torch.rand(b, device=ids.device) < prime_prob
+        noise[primed, :prime_n] = 2.0  # ranked last, so never among the masked
+        free = free - primed.long() * prime_n
+    count = cosine_masked_count(free, rand_step.double() / steps)
+    rank = noise.argsort(dim=-1).argsort(dim=-1)
     mask = rank < count[:, None]
     return ids.masked_fill(mask, mask_id), mask
 
@@ -108,6 +119,17 @@ def load_stmem(directory: Path, config: GeneratorConfig, device: torch.device) -
     if checkpoint.config.stmem != config.stmem:
         raise TrainingError(f"{directory}: its stmem config differs from --config's")
     return checkpoint.build(["stmem"], device)["stmem"].state_dict()
+
+
+def load_transformer(directory: Path, config: GeneratorConfig) -> dict[str, Tensor]:
+    """The transformer weights of a generator checkpoint, checked to fit `config`."""
+    checkpoint = load_checkpoint(directory)
+    if "transformer" not in checkpoint.state:
+        raise ModelError(f"{directory}: holds no transformer weights (parts: {', '.join(checkpoint.parts)})")
+    if checkpoint.config.transformer != config.transformer or checkpoint.config.tokenizer != config.tokenizer:
+        raise TrainingError(f"{directory}: its transformer or tokenizer config differs from --config's; "
+                            f"fine-tune with its own config ({directory}/config.json)")
+    return checkpoint.build(["transformer"], torch.device("cpu"))["transformer"].state_dict()
 
 
 def check_shapes(config: GeneratorConfig) -> tuple[int, int, int]:
@@ -178,8 +200,17 @@ def train_generator(
     resume: Path | None = None,
     stmem_dir: Path | None = None,
     freeze_stmem: bool = False,
+    init: Path | None = None,
+    prime_prob: float = 0.0,
 ) -> TrainResult:
-    """Train (or continue) the transformer and ST-MEM on `data`; writes a full checkpoint to `out`."""
+    """Train (or continue) the transformer and ST-MEM on `data`; writes a full checkpoint to `out`.
+
+    `init` starts the transformer from a trained generator checkpoint's (fine-tuning, a fresh optimizer);
+    `prime_prob` is `mask_tokens`' share of rows trained with their first frame given."""
+    if not 0.0 <= prime_prob <= 1.0:
+        raise TrainingError(f"--prime-prob must be in 0 … 1, got {prime_prob}")
+    if init is not None and resume is not None:
+        raise TrainingError("--init and --resume exclude each other (a resumed run has its own weights)")
     settings.check()
     leads = parse_leads(settings.leads)
     grid = check_shapes(config)
@@ -210,6 +241,8 @@ def train_generator(
     transformer = new_module(config, "transformer")
     if stmem_dir is not None:
         stmem.load_state_dict(load_stmem(stmem_dir, config, torch.device("cpu")))
+    if init is not None:
+        transformer.load_state_dict(load_transformer(init, config))
     parts = GeneratorParts(stmem, transformer).to(device).train()
     if freeze_stmem:
         parts.stmem.eval()
@@ -227,6 +260,7 @@ def train_generator(
     end = settings.end_step
     log = TrainLog(out, resume, start)
     sampling_steps = config.sampling.steps
+    frame_tokens = grid[1] * grid[2]  # the first frame's ids: what a prime frame fixes
     layout = config.stmem.window_layout
     # A fixed encoder on fixed leads gives each sample one context for the whole run: compute them once.
     fixed_context = (
@@ -248,7 +282,8 @@ def train_generator(
                 with torch.set_grad_enabled(not freeze_stmem):
                     context = parts.stmem.context(ecg)
             context = parts.transformer.drop_context(context)
-            inputs, mask = mask_tokens(ids, sampling_steps, parts.transformer.mask_id)
+            mask_id = parts.transformer.mask_id
+            inputs, mask = mask_tokens(ids, sampling_steps, mask_id, prime_prob, frame_tokens)
             logits = parts.transformer(inputs, context, grid)
         loss = masked_token_loss(logits, ids, mask)
         value, grad_norm = steps.update(loss, params, ema, parts)
