@@ -288,3 +288,17 @@ def test_a_lost_link_ends_the_stream_in_words(watch_record, monkeypatch) -> None
     frames = [f.data for f in record_frames(watch_record)][:4]
     with pytest.raises(PolarLinkError, match=r"Polar H10 ABCD1234 disconnected \(out of range"):
         _through_link(FakeStrap(frames, drops_link=True), monkeypatch, n_samples=10_000)
+
+
+def test_record_keeps_what_came_when_the_strap_goes_away(watch_record, monkeypatch, tmp_path: Path,
+                                                         capsys) -> None:
+    frames = [f.data for f in record_frames(watch_record)][:6]
+    strap = FakeStrap(frames, drops_link=True)
+    monkeypatch.setattr("echopulse.ingest.polar_link._bleak", lambda: strap.module)
+    out = tmp_path / "cut.csv"
+    assert main(["record", "--polar", "--seconds", "60", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "disconnected" in err and "3.4 s of the 60 s asked were recorded" in err
+    recording = read_record(out)
+    assert recording.signal.shape == (1, 6 * 73)
+    assert np.allclose(recording.signal[0], h10_samples_uv(watch_record)[: 6 * 73] / 1000.0, atol=1e-6)

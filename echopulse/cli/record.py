@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from echopulse.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, fail, positive_float, status, warn
+from echopulse.errors import EchopulseError
 
 HEADER = "time_s,I (uV)"
 
@@ -53,11 +54,15 @@ def run(args: argparse.Namespace) -> int:
     blocks: list[np.ndarray] = []
     events: dict[str, int] = {}
     status(f"recording {args.seconds:g} s of ECG from {label}; Ctrl-C stops early and keeps what came")
-    interrupted = False
+    interrupted, failure = False, None
     try:
         asyncio.run(_record(args, blocks, events, label))
     except KeyboardInterrupt:
         interrupted = True
+    except EchopulseError as error:  # the strap went away mid-recording: keep what came, then say why
+        if not blocks:
+            raise
+        failure = str(error)
     samples = np.concatenate(blocks) if blocks else np.empty(0, dtype=np.float32)
     if samples.size < 2:
         fail(f"{label}: no ECG came, nothing written")
@@ -66,9 +71,15 @@ def run(args: argparse.Namespace) -> int:
     noted = "".join(f", {n} {kind}" for kind, n in sorted(events.items()))
     seconds = samples.size / 130.0
     print(f"{args.out}: {seconds:.1f} s of ECG, {samples.size} samples at 130 Hz{noted}", flush=True)
+    short = f"{seconds:.1f} s of the {args.seconds:g} s asked were recorded"
+    if failure is not None:
+        fail(f"{failure}; {short}")
+        return EXIT_REFUSED
     if interrupted:
-        fail(f"interrupted: {samples.size / 130.0:.1f} s of the {args.seconds:g} s asked were recorded")
+        fail(f"interrupted: {short}")
         return EXIT_INTERRUPTED
+    if samples.size < round(args.seconds * 130.0):
+        warn(f"{label}: the source ended early; {short}")
     return EXIT_OK
 
 

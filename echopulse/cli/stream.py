@@ -63,7 +63,8 @@ def add_parser(commands: Any) -> None:
                         help="a simulated Polar H10 playing FILE: the strap's PMD frames at 130 Hz, through "
                         "the same decoder as a real strap's (the device path without the device)")
     stream.add_argument("--seconds", type=positive_float,
-                        help="with --polar: stop after this many seconds (default: at Ctrl-C)")
+                        help="with --polar or --simulated-h10: stop after this many seconds (default: at "
+                        "Ctrl-C, or the simulated file's end)")
     stream.add_argument("--url", default=DEFAULT_URL, help=f"the service's websocket (default {DEFAULT_URL})")
     stream.add_argument("--speed", type=positive_float, default=1.0,
                         help="replay speed; 1 is real time (default), 20 sends 30 s of ECG in 1.5 s")
@@ -164,7 +165,10 @@ async def polar_frames(args: argparse.Namespace, on_event: Any):
         from echopulse.ingest.polar_simulator import record_frames
 
         record = read_record(args.simulated_h10, fs=args.fs)
-        yield simulated_link(record_frames(record), speed=getattr(args, "speed", 1.0))
+        lead = (getattr(args, "lead", None) or [None])[0]
+        if lead is not None and lead not in record.leads:
+            raise EchopulseError(f"{args.simulated_h10}: no lead {lead!r} (it has {', '.join(record.leads)})")
+        yield simulated_link(record_frames(record, lead), speed=getattr(args, "speed", 1.0))
         return
     async with h10_link(args.polar or None, on_event=on_event) as frames:
         yield frames

@@ -8,9 +8,9 @@
 //   fs, lead, units      what the samples are (units: "mV", "uV" or "V"), known once open() resolves
 //   rate                 stream seconds per wall-clock second (1 for a live device; the replay speed)
 //   open()               async: fetch / pair / ask for permission; may throw (shown as an error)
-//   start(onSamples, onEnd)   call onSamples(Float32Array) with new samples as they come, onEnd() when done
+//   start(onSamples, onEnd, onError)   call onSamples(Float32Array) with new samples as they come, onEnd()
+//                        when done, onError(error) when the source fails mid-stream (a strap gone quiet)
 //   stop()               stop producing (idempotent)
-//   start(onSamples, onEnd, onError)   … and onError(error) when the source fails mid-stream
 // ReplaySource (the bundled sample from GET /v1/sample), PolarSource (a Polar H10 over Web Bluetooth) and
 // SimulatedPolarSource (the server's simulated strap, through the same PMD decoder) are the three.
 // No build step, no network beyond this server.
