@@ -27,7 +27,10 @@ from echopulse.streaming.client import stream_chunks
 
 TOKEN = "polar-test-token"
 WATCH = Path("apple_watch") / "ecg_2021-12-17.csv"
-MITBIH_SECONDS = 600
+MITBIH_SECONDS = 300
+MITBIH_SPEED = 25
+"""Five minutes at 25× real time: 12 s of streaming. (At 100× a busy server falls more than its 30-s
+backlog behind and closes the session as overloaded, as it should.)"""
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +84,7 @@ def test_live_beats_are_ingests_beats_of_the_130_hz_recording(streamed, shared_d
 
 
 def test_mitbih_100_at_130_hz_on_the_live_path_keeps_its_beats(server, shared_data: Path) -> None:
-    """Ten minutes of MIT-BIH 100 as an H10 would stream it (130 Hz, whole µV, 73-sample frames)."""
+    """Five minutes of MIT-BIH 100 as an H10 would stream it (130 Hz, whole µV, 73-sample frames)."""
     path = shared_data / "wfdb" / "100"
     source = wfdb.rdrecord(str(path), channels=[0], sampto=MITBIH_SECONDS * 360)
     record = ECGRecord(signal=source.p_signal.T.astype(np.float32), fs=float(source.fs), leads=("II",))
@@ -91,7 +94,7 @@ def test_mitbih_100_at_130_hz_on_the_live_path_keeps_its_beats(server, shared_da
     reference = np.asarray(beats) / 360.0
 
     async def run():
-        chunks = ecg_chunks(simulated_link(record_frames(record), speed=100))
+        chunks = ecg_chunks(simulated_link(record_frames(record), speed=MITBIH_SPEED))
         return await stream_chunks(server.ws_url, chunks, H10_ECG_FS, units="uV", token=TOKEN)
 
     result = asyncio.run(run())
