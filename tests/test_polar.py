@@ -272,7 +272,7 @@ def test_the_simulated_link_paces_frames_as_the_strap_sends_them(watch_record) -
     times = asyncio.run(arrival_times())
     due = [f.due_s / 10 for f in frames]
     assert all(t >= d - 0.01 for t, d in zip(times, due, strict=True))
-    assert times[-1] < due[-1] + 0.5
+    assert times[-1] < due[-1] + 2.0  # not late by more than a loaded machine explains
 
 
 def test_a_strap_that_goes_quiet_ends_the_stream_and_is_still_stopped(watch_record, monkeypatch) -> None:
