@@ -23,13 +23,11 @@ import torch
 
 from echopulse.evaluation.generation_eval import (
     GeneratorClips,
+    evaluate_generation,
     mean_clip_agreement,
-    measure_run,
     repeat_runs,
-    run_metrics,
 )
 from echopulse.evaluation.heldout import eval_leads, heldout_set
-from echopulse.evaluation.metrics import derangement
 from echopulse.generator.echo_generator import EchoGenerator
 
 DEV_SEED = 800_000
@@ -45,13 +43,9 @@ def score(generator, samples, temperature: float, guidance: float, clips: int, s
     with_sampling(generator, temperature)
     start = time.perf_counter()
     source = GeneratorClips(generator, None, 16)
-    every_beat = np.arange(len(samples))
-    first = measure_run("default", samples, source(samples, guidance, seed), every_beat, guidance)
-    draws = [first, *repeat_runs(samples, source, seed, guidance, clips)]
-    perm = derangement(len(samples), seed)
-    shuffled = measure_run("shuffled", samples, source([samples[int(j)] for j in perm], guidance, seed), perm,
-                           guidance)
-    one = run_metrics(samples, first)
+    runs = evaluate_generation(samples, source, seed, guidance, runs=("default", "shuffled"))
+    draws = [runs.runs["default"], *repeat_runs(samples, source, seed, guidance, clips)]
+    one = runs.metrics["default"]
     mean = mean_clip_agreement(samples, draws)
     spread = [float(np.nanstd(run.ef)) for run in draws]
     return {
@@ -64,7 +58,7 @@ def score(generator, samples, temperature: float, guidance: float, clips: int, s
         f"ef_r_mean{clips}": _r(mean["ef_r"]),
         f"ef_r2_mean{clips}": _r(mean["ef_r2"]),
         "es_frame_within_1": _r(one["es_frame_within_1"]),
-        "ef_r2_shuffled": _r(run_metrics(samples, shuffled)["ef_r2"]),
+        "ef_r2_shuffled": _r(runs.metrics["shuffled"]["ef_r2"]),
         "measure_failures": sum(run.failures for run in draws),
         "seconds": round(time.perf_counter() - start, 1),
     }

@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out.is_dir() or not args.out.parent.is_dir():
         fail(f"{args.out}: not a file in an existing folder")
         return EXIT_REFUSED
+    from echopulse.ingest.polar import H10_ECG_FS
+
     label = "Polar H10" if args.simulated_h10 is None else f"simulated Polar H10 ({args.simulated_h10.name})"
     blocks: list[np.ndarray] = []
     events: dict[str, int] = {}
@@ -67,10 +69,10 @@ def run(args: argparse.Namespace) -> int:
     if samples.size < 2:
         fail(f"{label}: no ECG came, nothing written")
         return EXIT_INTERRUPTED if interrupted else EXIT_REFUSED
-    write_csv(args.out, samples)
+    write_csv(args.out, samples, H10_ECG_FS)
     noted = "".join(f", {n} {kind}" for kind, n in sorted(events.items()))
-    seconds = samples.size / 130.0
-    print(f"{args.out}: {seconds:.1f} s of ECG, {samples.size} samples at 130 Hz{noted}", flush=True)
+    seconds = samples.size / H10_ECG_FS
+    print(f"{args.out}: {seconds:.1f} s of ECG, {samples.size} samples at {H10_ECG_FS} Hz{noted}", flush=True)
     short = f"{seconds:.1f} s of the {args.seconds:g} s asked were recorded"
     if failure is not None:
         fail(f"{failure}; {short}")
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if interrupted:
         fail(f"interrupted: {short}")
         return EXIT_INTERRUPTED
-    if samples.size < round(args.seconds * 130.0):
+    if samples.size < round(args.seconds * H10_ECG_FS):
         warn(f"{label}: the source ended early; {short}")
     return EXIT_OK
 
@@ -115,7 +117,7 @@ async def _record(args: argparse.Namespace, blocks: list[np.ndarray], events: di
                     return
 
 
-def write_csv(path: Path, samples_uv: np.ndarray, fs: float = 130.0) -> None:
+def write_csv(path: Path, samples_uv: np.ndarray, fs: float) -> None:
     """The recording, written to a temporary name and renamed, so an interrupted write leaves no half file."""
     times = np.arange(samples_uv.size) / fs
     table = np.column_stack([times, samples_uv.astype(np.float64)])

@@ -146,7 +146,7 @@ async def _live(args: argparse.Namespace, token: str | None, sink: ClipSink) -> 
     from echopulse.streaming.client import stream_chunks
 
     async with polar_frames(args, sink.on_device) as frames:
-        chunks = _for_seconds(ecg_chunks(frames, sink.on_device), args.seconds)
+        chunks = _for_seconds(ecg_chunks(frames, sink.on_device), args.seconds, H10_ECG_FS)
         async with _stop_on_interrupt() as stop:
             return await stream_chunks(
                 args.url, chunks, H10_ECG_FS, leads=(H10_LEAD,), units="uV", token=token, seed=args.seed,
@@ -174,7 +174,7 @@ async def polar_frames(args: argparse.Namespace, on_event: Any):
         yield frames
 
 
-async def _for_seconds(chunks: Any, seconds: float | None, fs: float = 130.0):
+async def _for_seconds(chunks: Any, seconds: float | None, fs: float):
     """The blocks of the first `seconds` of ECG (all of them without a limit)."""
     sent = 0
     async for block in chunks:

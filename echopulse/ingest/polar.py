@@ -40,14 +40,12 @@ HEADER_BYTES = 10
 SAMPLE_BYTES = 3
 MEASUREMENT_TYPE_MASK = 0x3F
 COMPRESSED_BIT = 0x80
-EPOCH_UNIX_S = 946_684_800
-"""PMD timestamps count from 2000-01-01T00:00:00 UTC; this is that instant in Unix seconds."""
 
 GAP_TOLERANCE_SAMPLES = 2
 """How far (in samples) two frames' timestamps may disagree with the samples between them before it is a
 gap or an overlap: the strap's clock is not exactly 130 Hz, and timestamps carry rounding."""
 
-OP_GET_SETTINGS, OP_START, OP_STOP = 0x01, 0x02, 0x03
+OP_START, OP_STOP = 0x02, 0x03
 SETTING_SAMPLE_RATE, SETTING_RESOLUTION = 0x00, 0x01
 CONTROL_RESPONSE = 0xF0
 CONTROL_STATUS = (
@@ -176,7 +174,6 @@ def ecg_start_command(fs: int = H10_ECG_FS, resolution_bits: int = H10_ECG_RESOL
 
 
 ECG_STOP_COMMAND = bytes([OP_STOP, ECG])
-ECG_SETTINGS_COMMAND = bytes([OP_GET_SETTINGS, ECG])
 
 
 def check_control_response(data: bytes | bytearray | memoryview, op: int) -> bytes:
@@ -189,8 +186,3 @@ def check_control_response(data: bytes | bytearray | memoryview, op: int) -> byt
         why = CONTROL_STATUS[status] if status < len(CONTROL_STATUS) else f"status {status}"
         raise PmdControlError(f"refused PMD command {op}: {why}")
     return raw[5:]
-
-
-def frame_unix_s(timestamp_ns: int) -> float:
-    """A PMD timestamp as Unix seconds (for a recording's start time)."""
-    return EPOCH_UNIX_S + timestamp_ns / 1e9

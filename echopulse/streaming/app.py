@@ -241,11 +241,17 @@ def create_app(generator: EchoGenerator, settings: ServiceSettings = ServiceSett
     return app
 
 
-def bundled_sample() -> SampleECG:
+@functools.cache
+def _sample_record():
+    """The bundled sample ECG, read once: both the replay and the simulated strap play it."""
     from echopulse.ingest import read_record
     from echopulse.sample import SAMPLE_ECG_FS, sample_ecg_path
 
-    record = read_record(sample_ecg_path(), fs=SAMPLE_ECG_FS)
+    return read_record(sample_ecg_path(), fs=SAMPLE_ECG_FS)
+
+
+def bundled_sample() -> SampleECG:
+    record = _sample_record()
     samples = [round(float(v), 4) for v in record.signal[0]]
     return SampleECG(fs=record.fs, lead=record.leads[0], units="mV", samples=samples,
                      source="echopulse/data/sample_ecg.csv (heartphase, MIT licence)")
@@ -253,11 +259,9 @@ def bundled_sample() -> SampleECG:
 
 @functools.cache
 def bundled_sample_pmd() -> bytes:
-    from echopulse.ingest import read_record
     from echopulse.ingest.polar_simulator import frames_file, record_frames
-    from echopulse.sample import SAMPLE_ECG_FS, sample_ecg_path
 
-    return frames_file(record_frames(read_record(sample_ecg_path(), fs=SAMPLE_ECG_FS)))
+    return frames_file(record_frames(_sample_record()))
 
 
 async def generate_zip(

@@ -211,8 +211,7 @@ async def stream_record(
         raise ValueError("speed and chunk_s must be positive")
     frames, names = record_samples(record, leads)
     result = StreamResult(url=url, fs=float(record.fs), leads=names, samples=len(frames))
-    start = Start(type="start", fs=float(record.fs), lead=names[0] if len(names) == 1 else list(names),
-                  units="mV", seed=seed, clip_format=clip_format)  # type: ignore[arg-type]
+    start = _start(record.fs, names, "mV", seed, clip_format)
     async with _connect(url, token, open_timeout_s) as socket:
         result.ready = await _begin(socket, start, url)
         replay = _Replay(socket, result, frames, speed, chunk_s, on_message, keep_clip_bytes)
@@ -241,14 +240,20 @@ async def stream_chunks(
     source that fails ends it politely too, with its reason in `result.source_error`."""
     names = tuple(leads)
     result = StreamResult(url=url, fs=float(fs), leads=names, samples=0)
-    start = Start(type="start", fs=float(fs), lead=names[0] if len(names) == 1 else list(names),
-                  units=units, seed=seed, clip_format=clip_format)  # type: ignore[arg-type]
+    start = _start(fs, names, units, seed, clip_format)
     async with _connect(url, token, open_timeout_s) as socket:
         result.ready = await _begin(socket, start, url)
         live = _Live(socket, result, chunks, len(names), on_message, keep_clip_bytes)
         await live.run(stop or asyncio.Event(), end_timeout_s)
     result.samples = result.samples_sent
     return result
+
+
+def _start(fs: float, leads: Sequence[str], units: str, seed: int, clip_format: str) -> Start:
+    """The `start` message: one lead by name, several as the list their samples interleave in."""
+    lead = leads[0] if len(leads) == 1 else list(leads)
+    return Start(type="start", fs=float(fs), lead=lead, units=units, seed=seed,
+                 clip_format=clip_format)  # type: ignore[arg-type]
 
 
 @contextlib.asynccontextmanager
@@ -338,9 +343,9 @@ class _Replay:
         self.socket, self.result, self.frames, self.speed = socket, result, frames, speed
         self.on_message, self.keep = on_message, keep_clip_bytes
         assert result.ready is not None
-        frame_bytes = 4 * frames.shape[1]
-        most = max(1, result.ready.max_message_bytes // frame_bytes)
-        self.chunk_n = max(1, min(round(chunk_s * result.fs), most))
+        self.most = max(1, result.ready.max_message_bytes // (4 * frames.shape[1]))
+        """Most frames (samples × leads) one message may hold."""
+        self.chunk_n = max(1, min(round(chunk_s * result.fs), self.most))
         self.chunk_ends: list[int] = []
         self.sent_at: list[float] = []
         self.t0 = 0.0
@@ -488,9 +493,7 @@ class _Live(_Replay):
     ) -> None:
         super().__init__(socket, result, np.empty((0, n_leads), dtype="<f4"), 1.0, 1.0, on_message,
                          keep_clip_bytes)
-        assert result.ready is not None
         self.chunks = chunks
-        self.most = max(1, result.ready.max_message_bytes // (4 * n_leads))
 
     def _cut_short(self) -> bool:
         return True  # a live source has no end of its own: a stop is always before it

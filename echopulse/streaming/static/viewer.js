@@ -124,9 +124,8 @@ const deviceNotes = new Map();
 function noteDevice(text) {
   const kind = text.split(":")[0];
   deviceNotes.set(kind, (deviceNotes.get(kind) || 0) + 1);
-  const note = document.getElementById("device-note");
-  note.hidden = false;
-  note.textContent = [...deviceNotes].map(([k, n]) => `${k} ×${n}`).join(" · ") + ` — last: ${text}`;
+  ui.deviceNote.hidden = false;
+  ui.deviceNote.textContent = [...deviceNotes].map(([k, n]) => `${k} ×${n}`).join(" · ") + ` — last: ${text}`;
 }
 
 // ---- time: stream seconds now, and the drawn (delayed) time ----------------------------------------
@@ -804,7 +803,7 @@ export const viewer = new Viewer();
 ui.replay.addEventListener("click", () => viewer.run(SOURCES.replay));
 ui.polar.addEventListener("click", connectPolar);
 ui.polarDemo.addEventListener("click", () => viewer.run(SOURCES.polarDemo));
-if (webBluetoothProblem()) ui.polar.title = webBluetoothProblem();
+ui.polar.title = webBluetoothProblem() ?? ui.polar.title;
 ui.stop.addEventListener("click", () => viewer.stop());
 window.addEventListener("pagehide", () => viewer.socket?.close(1000, "page closed"));
 if (SPEED !== 1) {
