@@ -131,7 +131,7 @@ def _common(parser: argparse.ArgumentParser, stage: str, data: bool = True) -> N
     parser.add_argument(
         "--config",
         default="small",
-        help="small, paper or a config JSON file (as in a checkpoint's config.json; default small)",
+        help="small, cycle, paper or a config JSON file (as in a checkpoint's config.json; default small)",
     )
     if data:
         parser.add_argument("--data", type=Path, required=True, metavar="DIR", help="training data folder")

@@ -61,7 +61,7 @@ def reconstruct(
         chunk = clips[start : start + batch_size]
         batch = torch.stack([prepare_clip(c, tokenizer_config, periodic) for c in chunk])
         with torch.no_grad(), _autocast(device):
-            video = tokenizer.decode(tokenizer.encode(batch.to(device))).float()
+            video = tokenizer.reconstruct(batch.to(device)).float()
         originals.append(batch.mean(dim=1).numpy())
         recons.append(video.clamp(0, 1).mean(dim=1).cpu().numpy())
         if progress is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,11 +58,14 @@ class TokenizerConfig:
     commitment_weight: float = 0.25
     ema_decay: float = 0.8
     dead_code_threshold: float = 0.0
+    cycle_dim: int = 0  # > 0: the anatomy-and-cycle tokenizer (`cycle_tokenizer.py`), numbers per frame
 
     @property
     def grid(self) -> tuple[int, int, int]:
-        """Token grid (t, h, w) of a `num_frames` clip."""
+        """Token grid (t, h, w) of a `num_frames` clip: one frame of anatomy ids for a cycle tokenizer."""
         side = self.image_size // self.patch_size
+        if self.cycle_dim:
+            return (1, side, side)
         return (1 + (self.num_frames - 1) // self.temporal_patch_size, side, side)
 
 
@@ -80,6 +83,8 @@ class TransformerConfig:
     ff_mult: float = 4
     gradient_shrink_alpha: float = 0.1
     cond_drop_prob: float = 0.0
+    cycle_frames: int = 0  # > 0 with cycle_dim: a head that predicts a cycle tokenizer's code from the ECG
+    cycle_dim: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ class SamplingConfig:
     starting_temperature: float = 0.9
     guidance: float = 1.0
     guidance_steps: int | None = None
+    cycle_temperature: float = 1.0  # a cycle tokenizer's code: the head's mean + this × its σ × noise
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,12 @@ class GeneratorConfig:
         arch = {k: v for k, v in self.to_dict().items() if k in ("stmem", "tokenizer", "transformer")}
         if arch["stmem"]["window_layout"] == "stmem":  # the default: older checkpoints keep their hash
             del arch["stmem"]["window_layout"]
+        cycle_keys = (
+            ("tokenizer", "cycle_dim"), ("transformer", "cycle_frames"), ("transformer", "cycle_dim"),
+        )
+        for part, key in cycle_keys:
+            if not arch[part][key]:  # likewise for the fields the cycle tokenizer added
+                del arch[part][key]
         return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:12]
 
     @classmethod
@@ -167,4 +179,18 @@ def small_config() -> GeneratorConfig:
     )
 
 
-CONFIGS = {"paper": paper_config, "small": small_config}
+def cycle_config() -> GeneratorConfig:
+    """`small`'s ECG encoder with the anatomy-and-cycle tokenizer: 8×8 anatomy ids from a 512-code book and
+    one cycle number per frame (the LV area curve), which the transformer's cycle head predicts from the
+    ECG."""
+    small = small_config()
+    return GeneratorConfig(
+        name="cycle",
+        stmem=small.stmem,
+        tokenizer=replace(small.tokenizer, cycle_dim=1),
+        transformer=replace(small.transformer, max_seq_len=64, cycle_frames=11, cycle_dim=1),
+        sampling=SamplingConfig(steps=8, guidance=2.0),
+    )
+
+
+CONFIGS = {"paper": paper_config, "small": small_config, "cycle": cycle_config}

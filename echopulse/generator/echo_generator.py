@@ -33,7 +33,7 @@ from echopulse.generator.config import GeneratorConfig
 from echopulse.generator.device import resolve_device
 from echopulse.generator.official import load_official
 from echopulse.generator.parts import build_parts
-from echopulse.generator.sampling import sample_ids
+from echopulse.generator.sampling import sample_cycle, sample_ids
 from echopulse.generator.stmem import WINDOW_SLOTS
 from echopulse.preprocess.windows import STMEMWindow
 
@@ -230,6 +230,8 @@ class EchoGenerator:
         transformer = self._sampler
         with self._autocast():
             context = self.stmem.context(ecg.to(self.device))
+            if self.config.tokenizer.cycle_dim:
+                return self._generate_cycle_video(context, prime, steps, guidance, generators, noise)
             prefix = None
             if prime is not None:
                 prefix = self.tokenizer.encode(prime).flatten(1)
@@ -243,6 +245,35 @@ class EchoGenerator:
             if prefix is not None:
                 ids = torch.cat((prefix, ids), dim=1)
             return self.tokenizer.decode(ids).float()
+
+    def _generate_cycle_video(
+        self,
+        context: Tensor,
+        prime: Tensor | None,
+        steps: int,
+        guidance: float,
+        generators: list[torch.Generator] | None,
+        noise: bool,
+    ) -> Tensor:
+        """A cycle tokenizer's clip: anatomy ids sampled (or, with a prime frame, read from it: the same
+        heart), then the cycle code drawn from the ECG, then both decoded. A prime sets the heart and
+        nothing of its motion, which is the ECG's alone."""
+        # The cycle is drawn first, so a seed gives the same motion with or without a prime.
+        cycle = sample_cycle(
+            self.transformer, context, temperature=self.config.sampling.cycle_temperature,
+            generator=generators, noise=noise,
+        )
+        transformer = self._sampler
+        if prime is not None:
+            ids = self.tokenizer.encode(prime)
+        else:
+            ids = sample_ids(
+                transformer, context.to(transformer.null_context.dtype), self.config.tokenizer.grid,
+                steps=steps, starting_temperature=self.config.sampling.starting_temperature,
+                guidance=guidance,
+                guidance_steps=self.config.sampling.guidance_steps, generator=generators, noise=noise,
+            )
+        return self.tokenizer.decode(ids, cycle).float()
 
     def generate(
         self,

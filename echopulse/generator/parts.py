@@ -40,6 +40,10 @@ def _module_class(part: str) -> Any:
 
 def new_module(config: GeneratorConfig, part: str) -> nn.Module:
     """A freshly initialised module of `part` (in the current default device, so `meta` works)."""
+    if part == "tokenizer" and config.tokenizer.cycle_dim:
+        from echopulse.generator.cycle_tokenizer import CycleTokenizer
+
+        return CycleTokenizer(config.tokenizer)
     return _module_class(part)(getattr(config, part))
 
 

@@ -70,6 +70,34 @@ def gumbel_noise(shape: tuple[int, ...], generator: Generators, device: torch.de
     return -torch.log(-torch.log(u + 1e-10) + 1e-10)
 
 
+def gaussian_noise(shape: tuple[int, ...], generator: Generators, device: torch.device) -> Tensor:
+    """Standard normal noise, per row from that row's generator when one is given per row."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=device)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+    return torch.stack([torch.randn(shape[1:], generator=g, device=device) for g in generator])
+
+
+@torch.no_grad()
+def sample_cycle(
+    transformer: MaskedTokenTransformer,
+    context: Tensor,
+    *,
+    temperature: float,
+    generator: Generators = None,
+    noise: bool = True,
+) -> Tensor:
+    """A cycle tokenizer's code (b, frames, cycle_dim) for ECG contexts (b, m, d): the cycle head's mean plus
+    `temperature` times its standard deviation times normal noise (the mean alone with `noise=False` or
+    temperature 0)."""
+    mean, log_std = transformer.predict_cycle(context)
+    mean, log_std = mean.float(), log_std.float()
+    if not noise or temperature == 0:
+        return mean
+    return mean + temperature * log_std.exp() * gaussian_noise(tuple(mean.shape), generator, mean.device)
+
+
 def guided_logits(
     transformer: MaskedTokenTransformer,
     ids: Tensor,

@@ -35,6 +35,7 @@ class TokenizerOutput:
     commit_loss: Tensor  # already weighted by commitment_weight; 0 in eval mode
     perplexity: Tensor  # of this batch's code histogram
     codebook_usage: Tensor  # fraction of codes used in this batch
+    cycle_loss: Tensor | None = None  # a cycle tokenizer's estimate against its label (MSE), when labelled
 
 
 class PatchEmbed(nn.Module):
@@ -156,6 +157,11 @@ class VideoTokenizer(nn.Module):
         if ids.ndim != 4:
             raise ValueError(f"ids must be (b, t, h, w) or (b, n), got {tuple(ids.shape)}")
         return self.decode_tokens(self.vq.codes_to_embeddings(ids))
+
+    @torch.no_grad()
+    def reconstruct(self, video: Tensor) -> Tensor:
+        """video → what its ids decode to: the best a generator that predicted every id exactly could do."""
+        return self.decode(self.encode(video))
 
     def forward(self, video: Tensor) -> TokenizerOutput:
         """Encode, quantise, decode. In training mode the VQ passes gradients straight through and

@@ -5,6 +5,10 @@ token grid and cross-attention to the ECG embedding. Its one addition to the off
 `null_context`: training replaces the ECG context by it with probability `cond_drop_prob`, and sampling
 runs it beside the real context, which is what makes classifier-free guidance do something (in the
 official code both passes are the same pass).
+
+With a cycle tokenizer (`cycle_tokenizer.py`) the ids are one frame of anatomy and the motion is a small
+continuous code per frame; `cycle_head` predicts that code from the pooled ECG context, as a mean and a
+log standard deviation per number (trained by Gaussian likelihood), so sampling can draw around the mean.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from torch import Tensor, nn
 
 from echopulse.generator.config import TransformerConfig
 from echopulse.generator.layers import ContinuousPositionBias, Transformer
+
+CYCLE_HEAD_HIDDEN = 256
 
 
 class MaskedTokenTransformer(nn.Module):
@@ -32,6 +38,23 @@ class MaskedTokenTransformer(nn.Module):
         self.to_logits = nn.Linear(config.dim, config.num_tokens)
         self.null_context = nn.Parameter(torch.zeros(1, 1, config.dim_context))
         nn.init.normal_(self.null_context, std=0.02)
+        self.cycle_head = None
+        if config.cycle_frames and config.cycle_dim:
+            self.cycle_head = nn.Sequential(
+                nn.LayerNorm(config.dim_context),
+                nn.Linear(config.dim_context, CYCLE_HEAD_HIDDEN), nn.GELU(),
+                nn.Linear(CYCLE_HEAD_HIDDEN, CYCLE_HEAD_HIDDEN), nn.GELU(),
+                nn.Linear(CYCLE_HEAD_HIDDEN, 2 * config.cycle_frames * config.cycle_dim),
+            )
+
+    def predict_cycle(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """ECG context (b, m, dim_context) → the cycle code's mean and log standard deviation, each
+        (b, cycle_frames, cycle_dim)."""
+        if self.cycle_head is None:
+            raise ValueError("this transformer has no cycle head (its tokenizer is not a cycle tokenizer)")
+        out = self.cycle_head(context.mean(dim=1))
+        mean, log_std = rearrange(out, "b (two f d) -> two b f d", two=2, f=self.config.cycle_frames)
+        return mean, log_std.clamp(-7.0, 2.0)
 
     def embed(self, ids: Tensor) -> Tensor:
         n = ids.shape[1]

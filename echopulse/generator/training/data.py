@@ -30,6 +30,11 @@ config's channels, resized (antialiased bilinear; frames that are not square are
 size and resampled in time to its frame count (linear interpolation between neighbouring frames, frame k
 at k/num_frames of the clip's span, periodic for phantom cycles since the cycle's end is the next cycle's
 start).
+
+Phantom shards also carry each frame's left-ventricular area (`lv_area_px`): a cycle tokenizer with one
+cycle number per frame takes it as its cycle code (`cycles`), the area of each frame over that of frame 0,
+less 1, the volume curve the ECG decides. A clip folder has no such label, and a wider cycle code is learnt;
+there the code is the tokenizer's own reading of the clip.
 """
 
 from __future__ import annotations
@@ -153,6 +158,14 @@ def resample_frames(x: Tensor, frames: int, periodic: bool) -> Tensor:
     return x[lo] * (1 - frac) + x[hi] * frac
 
 
+def cycle_target(lv_area: np.ndarray, frames: int, periodic: bool) -> np.ndarray:
+    """Per-frame LV areas (n,) → (frames,) area over frame 0's, less 1 (0 at end-diastole, about −0.4 at
+    end-systole), resampled in time as the clip is (`resample_frames`)."""
+    area = torch.as_tensor(np.asarray(lv_area, dtype=np.float64))
+    ratio = area / area[0].clamp(min=1e-6) - 1.0
+    return resample_frames(ratio[:, None, None], frames, periodic)[:, 0, 0].numpy().astype(np.float32)
+
+
 class PairDataset:
     """Paired samples in memory: raw clips and raw ECG sources, prepared on demand."""
 
@@ -164,6 +177,7 @@ class PairDataset:
         periodic: bool,
         source: Path,
         fingerprint: str,
+        lv_areas: list[np.ndarray] | None = None,
     ) -> None:
         self.raw_clips = clips
         self.ecgs = ecgs
@@ -171,6 +185,7 @@ class PairDataset:
         self.periodic = periodic
         self.source = source
         self.fingerprint = fingerprint
+        self.lv_areas = lv_areas
 
     def __len__(self) -> int:
         return len(self.raw_clips)
@@ -178,6 +193,15 @@ class PairDataset:
     def clips(self, indices: Sequence[int], config: TokenizerConfig) -> Tensor:
         """(b, channels, num_frames, size, size) float32 in [0, 1]."""
         return torch.stack([prepare_clip(self.raw_clips[i], config, self.periodic) for i in indices])
+
+    def cycles(self, indices: Sequence[int], config: TokenizerConfig) -> Tensor | None:
+        """(b, num_frames, 1) cycle targets (`cycle_target`) for a tokenizer whose cycle code is the one
+        labelled number per frame (cycle_dim 1); None for data without LV areas, a tokenizer without a cycle
+        code, or one that learns a code of its own (cycle_dim > 1)."""
+        if self.lv_areas is None or config.cycle_dim != 1:
+            return None
+        targets = [cycle_target(self.lv_areas[i], config.num_frames, self.periodic) for i in indices]
+        return torch.from_numpy(np.stack(targets))[..., None]
 
     def windows(
         self,
@@ -223,7 +247,7 @@ def _phantom_dataset(path: Path) -> PairDataset:
         raise TrainingError(f"{path / 'phantom.json'}: unreadable phantom description ({error})") from error
     if not names:
         raise TrainingError(f"{path}: phantom.json lists no shards")
-    clips, ecgs, labels = [], [], []
+    clips, ecgs, labels, areas = [], [], [], []
     digest = hashlib.sha256()
     for name in names:
         shard = path / name
@@ -232,6 +256,7 @@ def _phantom_dataset(path: Path) -> PairDataset:
         try:
             with np.load(shard, allow_pickle=False) as z:
                 ecg, clip, seeds = z["ecg"], z["clip"], z["seed"]
+                lv_area = z["lv_area_px"] if "lv_area_px" in z.files else None
         except (OSError, ValueError, KeyError) as error:
             raise TrainingError(f"{shard}: unreadable phantom shard ({error})") from error
         digest.update(name.encode() + np.ascontiguousarray(seeds).tobytes() + str(clip.shape).encode())
@@ -239,6 +264,7 @@ def _phantom_dataset(path: Path) -> PairDataset:
             clips.append(clip[k])
             ecgs.append(ECGSource(ecg[k], fs, leads, round(closing * fs)))
             labels.append(f"{name}:{k}")
+            areas.append(None if lv_area is None else lv_area[k])
     return PairDataset(
         clips,
         ecgs,
@@ -246,6 +272,7 @@ def _phantom_dataset(path: Path) -> PairDataset:
         periodic=meta.get("layout", "cycle") == "cycle",
         source=path,
         fingerprint=digest.hexdigest()[:16],
+        lv_areas=areas if all(a is not None for a in areas) else None,
     )
 
 

@@ -8,6 +8,10 @@ cross-entropy on the masked positions only. Added to the official recipe: condit
 (`drop_context` with the config's `cond_drop_prob`), so classifier-free guidance has a null context to
 contrast with, and the ST-MEM encoder trains jointly with the transformer (no released ST-MEM weights
 may be shipped); `--stmem DIR` starts it from a checkpoint's encoder and `--freeze-stmem` keeps it fixed.
+
+With a cycle tokenizer the ids are one frame of anatomy, and the transformer's cycle head learns the clip's
+cycle code (cached beside the ids) from the ECG context by Gaussian likelihood (`cycle_loss`), added to
+the masked-token loss; the cycle head always sees the real context (condition dropout is for the ids).
 """
 
 from __future__ import annotations
@@ -86,6 +90,12 @@ def masked_token_loss(logits: Tensor, ids: Tensor, mask: Tensor) -> Tensor:
     return F.cross_entropy(logits[mask].float(), ids[mask])
 
 
+def cycle_loss(mean: Tensor, log_std: Tensor, target: Tensor) -> Tensor:
+    """Mean Gaussian negative log-likelihood (constant dropped) of the cycle code under the prediction."""
+    mean, log_std = mean.float(), log_std.float()
+    return (0.5 * ((target - mean) * torch.exp(-log_std)) ** 2 + log_std).mean()
+
+
 class GeneratorParts(nn.Module):
     """The trained parts together, so one EMA and one optimizer cover them."""
 
@@ -145,6 +155,11 @@ def check_shapes(config: GeneratorConfig) -> tuple[int, int, int]:
         raise TrainingError(f"config: {n} tokens per clip exceed transformer.max_seq_len {tr.max_seq_len}")
     if st.width != tr.dim_context:
         raise TrainingError(f"config: stmem.width {st.width} != transformer.dim_context {tr.dim_context}")
+    if tok.cycle_dim and (tr.cycle_dim, tr.cycle_frames) != (tok.cycle_dim, tok.num_frames):
+        raise TrainingError(
+            f"config: a cycle tokenizer ({tok.num_frames} frames × {tok.cycle_dim}) needs a transformer "
+            f"cycle head of the same shape, got {tr.cycle_frames} × {tr.cycle_dim}"
+        )
     return grid
 
 
@@ -157,8 +172,9 @@ def tokenize_dataset(
     cache_dirs: list[Path],
     out: Path,
     progress: bool,
-) -> Tensor:
-    """(N, t, h, w) ids of every clip, from a cache with the same key when one exists."""
+) -> tuple[Tensor, Tensor | None]:
+    """(N, t, h, w) ids of every clip and, for a cycle tokenizer, (N, f, cycle_dim) cycle codes (else None),
+    from a cache with the same key when one exists."""
     for directory in cache_dirs:
         path = directory / CACHE_FILE
         if path.is_file():
@@ -167,19 +183,24 @@ def tokenize_dataset(
             except Exception:  # a broken cache is rebuilt, not an error
                 continue
             if isinstance(cached, dict) and cached.get("key") == key:
-                return cached["ids"].long()
-    chunks = []
+                return cached["ids"].long(), cached.get("cycle")
+    chunks, cycles = [], []
     for start in tqdm(
         range(0, len(data), ENCODE_BATCH), desc="tokenise", unit="batch", leave=False, disable=not progress
     ):
         indices = list(range(start, min(start + ENCODE_BATCH, len(data))))
         with torch.no_grad():  # float32: the ids must be the ones the tokenizer gives at inference
-            chunks.append(tokenizer.encode(data.clips(indices, config.tokenizer).to(device)).cpu())
+            clips = data.clips(indices, config.tokenizer).to(device)
+            chunks.append(tokenizer.encode(clips).cpu())
+            if config.tokenizer.cycle_dim:  # the label where the data has one, as the decoder learnt
+                labels = data.cycles(indices, config.tokenizer)
+                cycles.append(tokenizer.cycle_code(clips).float().cpu() if labels is None else labels.float())
     ids = torch.cat(chunks)
+    cycle = torch.cat(cycles) if cycles else None
     out.mkdir(parents=True, exist_ok=True)
     dtype = torch.int16 if config.tokenizer.codebook_size <= 32767 else torch.int32
-    torch.save({"key": key, "ids": ids.to(dtype)}, out / CACHE_FILE)
-    return ids
+    torch.save({"key": key, "ids": ids.to(dtype), "cycle": cycle}, out / CACHE_FILE)
+    return ids, cycle
 
 
 def cache_key(tokenizer_dir: Path, data: PairDataset, config: GeneratorConfig) -> str:
@@ -214,6 +235,9 @@ def train_generator(
     settings.check()
     leads = parse_leads(settings.leads)
     grid = check_shapes(config)
+    if prime_prob > 0 and config.tokenizer.cycle_dim:
+        raise TrainingError("--prime-prob is for a frame-by-frame tokenizer: a cycle tokenizer's prime gives "
+                            "all of its ids (the anatomy) and leaves the motion to the ECG")
     device = resolve_device(settings.device)
     out = Path(out)
     tokenizer = load_tokenizer(tokenizer_dir, config, device)
@@ -234,7 +258,9 @@ def train_generator(
 
     key = cache_key(tokenizer_dir, data, config)
     caches = [out] + ([Path(resume)] if resume is not None else [])
-    all_ids = tokenize_dataset(tokenizer, data, config, device, key, caches, out, settings.progress)
+    all_ids, all_cycles = tokenize_dataset(
+        tokenizer, data, config, device, key, caches, out, settings.progress
+    )
 
     seed_init(settings.seed)
     stmem = new_module(config, "stmem")
@@ -281,11 +307,20 @@ def train_generator(
                 ecg = data.windows(indices, leads, step_rng(settings.seed, step), layout).to(device)
                 with torch.set_grad_enabled(not freeze_stmem):
                     context = parts.stmem.context(ecg)
+            cycle_prediction = None
+            if all_cycles is not None:
+                cycle_prediction = parts.transformer.predict_cycle(context)
             context = parts.transformer.drop_context(context)
             mask_id = parts.transformer.mask_id
             inputs, mask = mask_tokens(ids, sampling_steps, mask_id, prime_prob, frame_tokens)
             logits = parts.transformer(inputs, context, grid)
-        loss = masked_token_loss(logits, ids, mask)
+        token_loss = masked_token_loss(logits, ids, mask)
+        loss = token_loss
+        extra = {}
+        if cycle_prediction is not None:
+            motion = cycle_loss(*cycle_prediction, all_cycles[indices].to(device))
+            loss = loss + motion
+            extra = {"token_loss": round(token_loss.item(), 6), "cycle_nll": round(motion.item(), 6)}
         value, grad_norm = steps.update(loss, params, ema, parts)
 
         done = step + 1
@@ -300,6 +335,7 @@ def train_generator(
                 "lr": lr,
                 "masked_fraction": round(float(mask.float().mean()), 6),
                 "grad_norm": round(grad_norm, 6),
+                **extra,
             }
         )
         steps.bar.set_postfix(loss=f"{value:.4f}", acc=f"{accuracy:.3f}", lr=f"{lr:.2e}")
@@ -308,7 +344,6 @@ def train_generator(
                 ema.model,
                 tokenizer,
                 data,
-                all_ids,
                 shown,
                 leads,
                 config,
@@ -350,7 +385,6 @@ def write_generations(
     parts: GeneratorParts,
     tokenizer: nn.Module,
     data: PairDataset,
-    all_ids: Tensor,
     indices: list[int],
     leads: tuple[str, ...] | str,
     config: GeneratorConfig,
@@ -360,7 +394,8 @@ def write_generations(
     name: str,
 ) -> None:
     """Rows: the real clip (as the tokenizer reconstructs it), then the clip generated from its ECG, for
-    each held-out sample; `sample_ids` with the config's sampling defaults and a fixed seed."""
+    each held-out sample; `sample_ids` with the config's sampling defaults and a fixed seed (a cycle
+    tokenizer's code at the cycle head's mean)."""
     was_training = parts.training
     parts.eval()
     fixed = "all" if leads == "random" else leads
@@ -378,8 +413,11 @@ def write_generations(
             guidance_steps=config.sampling.guidance_steps,
             generator=generator,
         )
-        generated = tokenizer.decode(ids).float()
-        real = tokenizer.decode(all_ids[indices].to(device)).float()
+        real = tokenizer.reconstruct(data.clips(indices, config.tokenizer).to(device)).float()
+        if config.tokenizer.cycle_dim:
+            generated = tokenizer.decode(ids, parts.transformer.predict_cycle(context)[0]).float()
+        else:
+            generated = tokenizer.decode(ids).float()
     parts.train(was_training)
     if not any(p.requires_grad for p in parts.stmem.parameters()):
         parts.stmem.eval()

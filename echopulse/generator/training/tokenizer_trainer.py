@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from echopulse.generator.checkpoints import save_checkpoint
 from echopulse.generator.config import GeneratorConfig
+from echopulse.generator.cycle_tokenizer import CYCLE_NOISE, CycleTokenizer
 from echopulse.generator.parts import new_module
 from echopulse.generator.tokenizer import TokenizerOutput, VideoTokenizer
 from echopulse.generator.training.common import (
@@ -71,7 +72,7 @@ def train_tokenizer(
 
     seed_init(settings.seed)
     model = new_module(config, "tokenizer").to(device).train()
-    assert isinstance(model, VideoTokenizer)
+    assert isinstance(model, VideoTokenizer | CycleTokenizer)
     if init is not None:
         if resume is not None:
             raise TrainingError("--init and --resume exclude each other (a resumed run has its own weights)")
@@ -94,12 +95,14 @@ def train_tokenizer(
     steps = TrainingSteps(settings, optimizer, start, "tokenizer")
     for step, lr in steps:
         step_began = time.perf_counter()
-        video = data.clips(
-            batch_indices(len(data), settings.batch_size, settings.seed, step), config.tokenizer
-        ).to(device)
-        output = forward(model, video, device)
+        indices = batch_indices(len(data), settings.batch_size, settings.seed, step)
+        video = data.clips(indices, config.tokenizer).to(device)
+        cycle = data.cycles(indices, config.tokenizer)
+        output = forward(model, video, device, None if cycle is None else cycle.to(device))
         losses = reconstruction_loss(output.recon, video, weights)
         loss = losses["total"] + output.commit_loss.float()
+        if output.cycle_loss is not None:
+            loss = loss + output.cycle_loss.float()
         value, grad_norm = steps.update(loss, params, ema, model)
 
         done = step + 1
@@ -117,6 +120,7 @@ def train_tokenizer(
                 "codebook_usage": round(float(output.codebook_usage), 6),
                 "perplexity": round(float(output.perplexity), 3),
                 "grad_norm": round(grad_norm, 6),
+                **({} if output.cycle_loss is None else {"cycle_mse": round(output.cycle_loss.item(), 6)}),
             }
         )
         steps.bar.set_postfix(
@@ -136,21 +140,34 @@ def train_tokenizer(
     return steps.result(out)
 
 
-DECODER_PARTS = ("vq.project_out.", "dec_temporal.", "dec_spatial.", "to_pixels_first.", "to_pixels.")
+DECODER_PARTS = (
+    "vq.project_out.", "dec_temporal.", "dec_spatial.", "to_pixels_first.", "to_pixels.", "cycle_in.",
+    "frame_emb",
+)
 
 
-def freeze_encoder(model: VideoTokenizer) -> None:
+def freeze_encoder(model: VideoTokenizer | CycleTokenizer) -> None:
     """Everything but the decoder stops learning; the quantizer stops its EMA codebook updates (eval)."""
     for name, param in model.named_parameters():
         param.requires_grad_(name.startswith(DECODER_PARTS))
     model.vq.eval()
 
 
-def decoder_forward(model: VideoTokenizer, video: torch.Tensor, device: torch.device) -> TokenizerOutput:
-    """Reconstruction from the clip's fixed token ids, gradients through the decoder only."""
+def decoder_forward(
+    model: VideoTokenizer | CycleTokenizer, video: torch.Tensor, device: torch.device,
+    cycle_target: torch.Tensor | None = None,
+) -> TokenizerOutput:
+    """Reconstruction from the clip's fixed token ids (and cycle code: the label where the data has one),
+    gradients through the decoder only."""
     ids = model.encode(video)
     with autocast(device):
-        recon = model.decode(ids)
+        if isinstance(model, CycleTokenizer):
+            with torch.no_grad():
+                cycle = model.cycle_code(video) if cycle_target is None else cycle_target
+                cycle = cycle + CYCLE_NOISE * torch.randn_like(cycle)  # as the full training sees it
+            recon = model.decode(ids, cycle)
+        else:
+            recon = model.decode(ids)
     recon = recon.float()
     perplexity, usage = model.vq.usage_stats(ids)
     return TokenizerOutput(
@@ -159,12 +176,20 @@ def decoder_forward(model: VideoTokenizer, video: torch.Tensor, device: torch.de
     )  # fmt: skip
 
 
-def tokenizer_forward(model: VideoTokenizer, video: torch.Tensor, device: torch.device) -> TokenizerOutput:
+def tokenizer_forward(
+    model: VideoTokenizer | CycleTokenizer, video: torch.Tensor, device: torch.device,
+    cycle_target: torch.Tensor | None = None,
+) -> TokenizerOutput:
     """`model(video)` with the transformers under autocast (bf16 on CUDA) and the quantizer in float32.
 
     The quantizer's EMA codebook update and its nearest-code search must stay in float32: bf16 would
     round the similarities (changing ids) and mix dtypes in the in-place EMA buffers.
     """
+    if isinstance(model, CycleTokenizer):  # its forward quantises in float32 itself
+        with autocast(device):
+            output = model(video, cycle_target)
+        output.recon = output.recon.float()
+        return output
     with autocast(device):
         tokens = model.encode_tokens(model.patch_tokens(video))
     vq = model.vq(tokens.float())
