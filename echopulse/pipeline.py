@@ -99,8 +99,9 @@ def clip_windows(result: Preprocessed, source: str) -> list[STMEMWindow]:
 class ClipOptions:
     """How clips are drawn. `seed`: beat b's clip uses `seed + b`, however the windows are batched.
 
-    `chain`: one clip at a time in beat order, each primed with the previous clip's last frame, so a
-    video of the whole recording runs on without a jump at each R-peak (slower than batches). `prime`
+    `chain`: one clip at a time in beat order, each continuing the previous clip (`generate(after=…)`: its
+    heart, or its last frame as the prime), so a video of the whole recording runs on without a jump at
+    each R-peak (slower than batches). `prime`
     fixes frame 0 of every clip, or with `chain` of the first one only.
     """
 
@@ -125,15 +126,15 @@ def generate_clips(
     if options.batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {options.batch_size}")
     size = 1 if options.chain else options.batch_size
-    prime = options.prime
+    prime, previous = options.prime, None
     for start in range(0, len(windows), size):
         batch = windows[start : start + size]
         clips = generator.generate(
             batch, prime_frame=prime, steps=options.steps, guidance=options.guidance, seed=options.seed,
-            batch_size=len(batch),
+            batch_size=len(batch), after=previous,
         )
         if options.chain:
-            prime = clips[-1].frames[-1]
+            prime, previous = None, clips[-1]
         if progress is not None:
             progress(len(clips))
         yield from clips

@@ -170,6 +170,35 @@ def test_a_prime_sets_the_heart_and_the_ecg_the_motion(generator_run: Path) -> N
     assert all(np.array_equal(c.frames, w) for c, w in zip(frames, want, strict=True))
 
 
+def test_a_chain_keeps_one_heart_instead_of_reading_it_again_from_pixels(generator_run: Path) -> None:
+    generator = EchoGenerator.from_pretrained(generator_run, precision="fp32")
+    ecg = np.random.default_rng(1).standard_normal((4, 12, 2250)).astype(np.float32)
+    first = generator.generate(ecg[:1], seed=3)[0]
+    assert first.anatomy_ids is not None and first.anatomy_ids.shape == (1, 2, 2)
+    chain = [first]
+    for i in range(1, 4):
+        chain += generator.generate(ecg[i : i + 1], seed=3, after=chain[-1])  # row 0 of each call: seed 3
+    assert all(c.provenance.primed for c in chain[1:])
+    assert all(np.array_equal(c.anatomy_ids, first.anatomy_ids) for c in chain)
+    # each link is the first clip's heart in its own ECG's motion: what an unprimed clip with those ids is
+    for i, clip in enumerate(chain[1:], start=1):
+        ids = torch.as_tensor(first.anatomy_ids, dtype=torch.long)[None]
+        video = generator.generate_video(torch.as_tensor(ecg[i : i + 1]), prime_ids=ids, seeds=[3])
+        want = (video.clamp(0, 1).mean(dim=1) * 255).round().to(torch.uint8).numpy()[0]
+        assert np.array_equal(clip.frames, want)
+    # a clip from another model is continued from its last frame, as a plain prime
+    foreign = replace(first, provenance=replace(first.provenance, model_id="another model"))
+    by_frame = generator.generate(ecg[1:2], seed=4, prime_frame=first.frames[-1])[0]
+    assert np.array_equal(generator.generate(ecg[1:2], seed=4, after=foreign)[0].frames, by_frame.frames)
+    with pytest.raises(ValueError, match="not both"):
+        generator.generate(ecg[1:2], seed=4, after=first, prime_frame=first.frames[-1])
+    # the recording pipeline's chain continues each clip from the one before
+    from echopulse.pipeline import ClipOptions, generate_clips
+
+    clips = list(generate_clips(generator, ecg, ClipOptions(seed=3, chain=True)))  # type: ignore[arg-type]
+    assert [np.array_equal(c.frames, w.frames) for c, w in zip(clips, chain, strict=True)] == [True] * 4
+
+
 def test_the_cycle_loss_and_the_refusals() -> None:
     mean, target = torch.zeros(1, 3, 1), torch.ones(1, 3, 1)
     # exactly right at σ = |error| beats both a too-sure and a too-unsure prediction

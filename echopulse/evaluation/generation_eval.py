@@ -121,8 +121,9 @@ def ideal_generator_runs(
 class GeneratorClips:
     """Clips from an `EchoGenerator`, batch by batch; clip i of a call uses seed + i whatever the batching.
 
-    `chained`: one clip at a time, each primed with the last frame of the one before (as `generate --video`
-    makes a recording's clips), the same seeds; what priming does to the clips is then measurable."""
+    `chained`: one clip at a time, each continuing the one before (as `generate --video` makes a recording's
+    clips: the same heart, or the last frame as the prime), the same seeds; what priming does to the clips
+    is then measurable."""
 
     generator: object
     steps: int | None
@@ -134,14 +135,14 @@ class GeneratorClips:
         windows = np.stack([s.window for s in samples]).astype(np.float32)
         out: list[np.ndarray] = []
         if self.chained:
-            prime = None
+            previous = None
             for i, window in enumerate(windows):
                 clip = self.generator.generate(  # type: ignore[attr-defined]
-                    window[np.newaxis], prime_frame=prime, steps=self.steps, guidance=guidance, seed=seed + i,
-                    batch_size=1,
+                    window[np.newaxis], steps=self.steps, guidance=guidance, seed=seed + i, batch_size=1,
+                    after=previous,
                 )[0]
                 out.append(clip.frames)
-                prime = clip.frames[-1]
+                previous = clip
                 if self.progress is not None:
                     self.progress(1)
             return out

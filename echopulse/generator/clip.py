@@ -41,6 +41,9 @@ class EchoClip:
     end_s: float | None
     beat_index: int | None
     provenance: Provenance
+    # A cycle tokenizer's anatomy ids (1, h, w) of this clip's heart, so the next clip of a recording can
+    # keep the heart (`EchoGenerator.generate(after=…)`); never written out with the clip.
+    anatomy_ids: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def start_s(self) -> float | None:

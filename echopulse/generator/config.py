@@ -182,14 +182,15 @@ def small_config() -> GeneratorConfig:
 def cycle_config() -> GeneratorConfig:
     """`small`'s ECG encoder with the anatomy-and-cycle tokenizer: 8×8 anatomy ids from a 512-code book and
     one cycle number per frame (the LV area curve), which the transformer's cycle head predicts from the
-    ECG."""
+    ECG. Sampling as the bundled model ships: the head's mean curve (cycle temperature 0) and no guidance,
+    chosen on the development seeds (docs/MODEL_CARD.md)."""
     small = small_config()
     return GeneratorConfig(
         name="cycle",
         stmem=small.stmem,
         tokenizer=replace(small.tokenizer, cycle_dim=1),
         transformer=replace(small.transformer, max_seq_len=64, cycle_frames=11, cycle_dim=1),
-        sampling=SamplingConfig(steps=8, guidance=2.0),
+        sampling=SamplingConfig(steps=8, starting_temperature=1.1, guidance=1.0, cycle_temperature=0.0),
     )
 
 

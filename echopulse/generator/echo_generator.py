@@ -20,6 +20,7 @@ import secrets
 from collections.abc import Sequence
 from contextlib import nullcontext
 from copy import deepcopy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -210,18 +211,34 @@ class EchoGenerator:
         channels = self.config.tokenizer.channels
         return frame[:, None, None].expand(-1, channels, -1, -1, -1).to(self.device)
 
-    @torch.no_grad()
     def generate_video(
         self,
         ecg: Tensor,
         *,
         prime: Tensor | None = None,
+        prime_ids: Tensor | None = None,
         steps: int | None = None,
         guidance: float | None = None,
         seeds: Sequence[int] | None = None,
         noise: bool = True,
     ) -> Tensor:
-        """Float video (b, c, f, H, W) as the tokenizer decodes it (unclamped), for one batch of windows."""
+        """Float video (b, c, f, H, W) as the tokenizer decodes it (unclamped), for one batch of windows.
+        `prime_ids`: a cycle tokenizer's anatomy ids (b, 1, h, w) to draw the heart from, instead of
+        sampling it or reading it from `prime`."""
+        return self._sample(ecg, prime, prime_ids, steps, guidance, seeds, noise)[0]
+
+    @torch.no_grad()
+    def _sample(
+        self,
+        ecg: Tensor,
+        prime: Tensor | None,
+        prime_ids: Tensor | None,
+        steps: int | None,
+        guidance: float | None,
+        seeds: Sequence[int] | None,
+        noise: bool,
+    ) -> tuple[Tensor, Tensor | None]:
+        """(video, the cycle tokenizer's anatomy ids or None)."""
         steps, guidance = self.sampling_settings(steps, guidance)
         generators = None
         if seeds is not None:
@@ -231,7 +248,11 @@ class EchoGenerator:
         with self._autocast():
             context = self.stmem.context(ecg.to(self.device))
             if self.config.tokenizer.cycle_dim:
-                return self._generate_cycle_video(context, prime, steps, guidance, generators, noise)
+                return self._generate_cycle_video(
+                    context, prime, prime_ids, steps, guidance, generators, noise
+                )
+            if prime_ids is not None:
+                raise ValueError("prime_ids needs a cycle tokenizer; prime this model with a frame")
             prefix = None
             if prime is not None:
                 prefix = self.tokenizer.encode(prime).flatten(1)
@@ -244,27 +265,30 @@ class EchoGenerator:
             )
             if prefix is not None:
                 ids = torch.cat((prefix, ids), dim=1)
-            return self.tokenizer.decode(ids).float()
+            return self.tokenizer.decode(ids).float(), None
 
     def _generate_cycle_video(
         self,
         context: Tensor,
         prime: Tensor | None,
+        prime_ids: Tensor | None,
         steps: int,
         guidance: float,
         generators: list[torch.Generator] | None,
         noise: bool,
-    ) -> Tensor:
-        """A cycle tokenizer's clip: anatomy ids sampled (or, with a prime frame, read from it: the same
-        heart), then the cycle code drawn from the ECG, then both decoded. A prime sets the heart and
-        nothing of its motion, which is the ECG's alone."""
+    ) -> tuple[Tensor, Tensor]:
+        """A cycle tokenizer's clip and its anatomy ids: the ids given, read from a prime frame (the same
+        heart) or sampled, then the cycle code drawn from the ECG, then both decoded. A prime sets the heart
+        and nothing of its motion, which is the ECG's alone."""
         # The cycle is drawn first, so a seed gives the same motion with or without a prime.
         cycle = sample_cycle(
             self.transformer, context, temperature=self.config.sampling.cycle_temperature,
             generator=generators, noise=noise,
         )
         transformer = self._sampler
-        if prime is not None:
+        if prime_ids is not None:
+            ids = prime_ids.to(self.device).long()
+        elif prime is not None:
             ids = self.tokenizer.encode(prime)
         else:
             ids = sample_ids(
@@ -273,7 +297,8 @@ class EchoGenerator:
                 guidance=guidance,
                 guidance_steps=self.config.sampling.guidance_steps, generator=generators, noise=noise,
             )
-        return self.tokenizer.decode(ids, cycle).float()
+        ids = ids.reshape(len(cycle), *self.config.tokenizer.grid)
+        return self.tokenizer.decode(ids, cycle).float(), ids
 
     def generate(
         self,
@@ -286,8 +311,13 @@ class EchoGenerator:
         batch_size: int = 16,
         noise: bool = True,
         seeds: Sequence[int] | None = None,
+        after: EchoClip | None = None,
     ) -> list[EchoClip]:
-        """One clip per window, in order. `prime_frame` (H, W), or one per window, fixes frame 0.
+        """One clip per window, in order. `prime_frame` (H, W), or one per window, fixes frame 0. `after`
+        continues from a clip this model made, so a recording's clips run on as one heart: a cycle
+        tokenizer keeps that clip's anatomy ids (read again from decoded pixels at every beat, the heart
+        drifts: mean EF fell 18 points over a 200-beat chain), any other model takes its last frame as the
+        prime frame.
 
         The clip of a window is drawn with seed `seed + window.beat_index` (`seed + i` for row i of an
         array), so splitting windows into calls or batches any way gives the same clips. `seeds` gives each
@@ -305,19 +335,41 @@ class EchoGenerator:
         elif len(seeds) != len(meta):
             raise ValueError(f"{len(seeds)} seeds for {len(meta)} windows")
         seeds = [int(s) for s in seeds]
+        prime_ids = None
+        if after is not None:
+            if prime_frame is not None:
+                raise ValueError("give prime_frame or after, not both")
+            prime_ids = self._anatomy_of(after, len(ecg))
+            if prime_ids is None:
+                prime_frame = after.frames[-1]
         prime = None if prime_frame is None else self._prime_video(prime_frame, len(ecg))
+        primed = prime is not None or prime_ids is not None
         clips: list[EchoClip] = []
         for start in range(0, len(ecg), batch_size):
             stop = min(start + batch_size, len(ecg))
-            video = self.generate_video(
-                ecg[start:stop], prime=None if prime is None else prime[start:stop], steps=steps,
-                guidance=guidance, seeds=seeds[start:stop], noise=noise,
+            video, ids = self._sample(
+                ecg[start:stop], None if prime is None else prime[start:stop],
+                None if prime_ids is None else prime_ids[start:stop], steps, guidance, seeds[start:stop],
+                noise,
             )
             for i, clip_frames in enumerate(to_uint8_frames(video)):
                 index = start + i
-                primed = prime is not None
-                clips.append(self._clip(clip_frames, meta[index], seeds[index], steps, guidance, primed))
+                clip = self._clip(clip_frames, meta[index], seeds[index], steps, guidance, primed)
+                if ids is not None:
+                    clip = replace(clip, anatomy_ids=ids[i].cpu().numpy().astype(np.int16))
+                clips.append(clip)
         return clips
+
+    def _anatomy_of(self, clip: EchoClip, batch: int) -> Tensor | None:
+        """`clip`'s anatomy ids for each of `batch` windows, when this model made it and has a cycle
+        tokenizer; None otherwise (the caller primes with the clip's last frame)."""
+        ids = clip.anatomy_ids
+        grid = self.config.tokenizer.grid
+        made = clip.provenance
+        same_model = made.config_hash == self.config.hash and made.model_id == self.model_id
+        if not self.config.tokenizer.cycle_dim or ids is None or tuple(ids.shape) != grid or not same_model:
+            return None
+        return torch.as_tensor(ids, dtype=torch.long, device=self.device)[None].expand(batch, *grid)
 
     def _clip(
         self,
