@@ -316,7 +316,7 @@ class EchoGenerator:
         """One clip per window, in order. `prime_frame` (H, W), or one per window, fixes frame 0. `after`
         continues from a clip this model made, so a recording's clips run on as one heart: a cycle
         tokenizer keeps that clip's anatomy ids (read again from decoded pixels at every beat, the heart
-        drifts: mean EF fell 18 points over a 200-beat chain), any other model takes its last frame as the
+        drifts: mean EF fell 18–24 points over 200-beat chains), any other model takes its last frame as the
         prime frame.
 
         The clip of a window is drawn with seed `seed + window.beat_index` (`seed + i` for row i of an
