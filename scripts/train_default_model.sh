@@ -15,7 +15,8 @@ bash scripts/setup.sh
 PY=.venv/bin/python
 
 # 1. Training data: 4000 paired (12-lead ECG, one-cycle 64×64×11 apical four-chamber clip) phantom samples,
-#    with each frame's LV area (the cycle label). Seed 1; evaluation uses seed 900000, which training never sees.
+#    with each frame's LV area (the cycle label). Seed 1; evaluation uses seeds 900000 and 910000 onwards and
+#    every choice was made on 800000 onwards, which training never sees.
 $PY -m echopulse phantom --n 4000 --seed 1 --size 64 --frames 11 --out "$BUILD/phantom"
 
 # 2. Tokenizer, first run: frame 0's anatomy ids and a cycle code of 4 numbers per frame that it learns for
@@ -25,7 +26,7 @@ OMP_NUM_THREADS=2 $PY -m echopulse train tokenizer --config scripts/configs/cycl
     --data "$BUILD/phantom" --out "$BUILD/tokenizer-a" --steps 4000 --batch-size 8 --lr 1e-3 --warmup 100 \
     --seed 0 --sample-every 500 --save-every 250
 
-# 3. Tokenizer, second run (the shipped one): the `cycle` config, whose cycle code is the labelled LV area
+# 3. Tokenizer, second run (its encoder and codebook ship): the `cycle` config, whose cycle code is the labelled LV area
 #    curve, warm-started from every weight of the first run whose shape still fits.
 $PY scripts/warm_start.py "$BUILD/tokenizer-a" cycle "$BUILD/tokenizer-warm"
 OMP_NUM_THREADS=2 $PY -m echopulse train tokenizer --config cycle --data "$BUILD/phantom" \
@@ -46,7 +47,7 @@ OMP_NUM_THREADS=1 $PY -m echopulse train ecg --config small --out "$BUILD/ecg" -
 
 # 6. Generator: the masked-token transformer on the anatomy ids and its cycle head on the LV area curve,
 #    conditioned on the frozen encoder (lead I only, what a watch records), condition dropout 0.15 for
-#    classifier-free guidance of the ids.
+#    classifier-free guidance of the ids (which the shipped sampling turns out not to need).
 OMP_NUM_THREADS=1 $PY -m echopulse train generator --config cycle --data "$BUILD/phantom" \
     --tokenizer "$BUILD/decoder" --stmem "$BUILD/ecg" --freeze-stmem --out "$BUILD/generator" --leads I \
     --steps 4000 --batch-size 24 --lr 8e-4 --warmup 150 --seed 0 --sample-every 1000 --save-every 250
