@@ -101,8 +101,8 @@ class ClipOptions:
 
     `chain`: one clip at a time in beat order, each continuing the previous clip (`generate(after=…)`: its
     heart, or its last frame as the prime), so a video of the whole recording runs on without a jump at
-    each R-peak (slower than batches). `prime`
-    fixes frame 0 of every clip, or with `chain` of the first one only.
+    each R-peak (slower than batches). `prime` fixes frame 0 of every clip, or with `chain` of the first
+    one only.
     """
 
     steps: int | None = None
